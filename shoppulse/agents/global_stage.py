@@ -1,0 +1,202 @@
+"""The global stage: partials combined per window, points emitted on close.
+
+Plain logic over two dict-like tables (Faust tables in the worker, dicts in
+tests and benchmarks), for one *destination* partition of the partials topic:
+
+* ``windows[f"{dest}|{size}|{start}"]`` holds every series of that window as
+  accumulators plus, per source partition, the last source offset applied.
+  Series and guard live in one value, so one changelog record carries both:
+  a replayed section whose last offset is not above the guard is dropped.
+* ``progress[f"{dest}|wm"]`` holds each source partition's watermark and
+  whether it is idle.
+
+A window closes when every source partition that is not idle has a watermark
+at or past ``end + grace`` (all idle: everything closes). Emission is
+send-then-mark, so a crash in between re-emits identical points; consumers
+key points by (series, window).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shoppulse.agents.plan import DISTINCT, SCALE, SUM, VALUES, Plan, new_acc
+from shoppulse.streams.records import MetricPoint
+
+SEP = "\x1f"
+#: Emitted windows are remembered this many window sizes, to count partials
+#: that arrive after the close (from partitions that were idle) as late.
+RETAIN_WINDOWS = 10
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0  # sections merged into some window
+    replayed: int = 0  # window sections dropped by the offset guard
+    late_after_close: int = 0  # events in partials for windows already emitted
+    late_topics: dict[str, int] | None = None
+
+
+class GlobalStage:
+    def __init__(
+        self,
+        plan: Plan,
+        windows: MutableMapping[str, bytes],
+        progress: MutableMapping[str, bytes],
+        sources: Iterable[str],
+    ) -> None:
+        self.plan = plan
+        self.windows = windows
+        self.progress = progress
+        self.sources = tuple(sources)
+        self.by_name = {m.name: i for i, m in enumerate(plan.metrics)}
+        self.win_of = [0.0] * len(plan.metrics)
+        for f in [*plan.session_feeds, *(f for fs in plan.by_topic.values() for f in fs)]:
+            self.win_of[f.metric] = f.window
+
+    # -- merging ------------------------------------------------------------------
+    def apply(self, dest: int, message: dict[str, Any]) -> ApplyResult:
+        result = ApplyResult(late_topics={})
+        pkey = f"{dest}|wm"
+        prog = orjson.loads(self.progress[pkey]) if pkey in self.progress else {}
+        for sec in message["sources"]:
+            src = f"{sec['topic']}:{sec['partition']}"
+            old = prog.get(src)
+            prog[src] = [max(sec["wm"], old[0]) if old else sec["wm"], bool(sec.get("idle"))]
+            if sec["last"] < 0 or not sec["parts"]:
+                continue
+            by_window: dict[str, list[list[Any]]] = {}
+            for part in sec["parts"]:
+                mi = self.by_name.get(part[0])
+                if mi is None:
+                    continue  # metric removed from config since the partial was sent
+                size = self.win_of[mi]
+                by_window.setdefault(f"{dest}|{size!r}|{part[2]!r}", []).append(part)
+            for wkey, parts in by_window.items():
+                self._merge(wkey, src, sec, parts, result)
+        self.progress[pkey] = orjson.dumps(prog)
+        return result
+
+    def _merge(
+        self, wkey: str, src: str, sec: dict[str, Any], parts: list[list[Any]], result: ApplyResult
+    ) -> None:
+        raw = self.windows.get(wkey)
+        val = orjson.loads(raw) if raw is not None else {"applied": {}, "series": {}}
+        if val.get("emitted"):
+            late = sum(p[3][-1] for p in parts)
+            result.late_after_close += late
+            result.late_topics[sec["topic"]] = result.late_topics.get(sec["topic"], 0) + late
+            return
+        if sec["last"] <= val["applied"].get(src, -1):
+            result.replayed += 1
+            return
+        series = val["series"]
+        ops_of = self.plan.ops
+        for name, labels, _start, acc in parts:
+            ops = ops_of[self.by_name[name]]
+            skey = SEP.join([name, *labels])
+            cur = series.get(skey)
+            if cur is None:
+                series[skey] = acc
+                continue
+            for i, op in enumerate(ops):
+                if op == DISTINCT:
+                    cur[i] = sorted(set(cur[i]).union(acc[i]))
+                elif op == VALUES:
+                    cur[i].extend(acc[i])
+                else:
+                    cur[i] += acc[i]
+            cur[-1] += acc[-1]
+        val["applied"][src] = sec["last"]
+        self.windows[wkey] = orjson.dumps(val)
+        result.applied += 1
+
+    # -- closing ------------------------------------------------------------------
+    def watermark(self, dest: int) -> float:
+        """Min watermark over the source partitions that are not idle."""
+        raw = self.progress.get(f"{dest}|wm")
+        prog = orjson.loads(raw) if raw is not None else {}
+        marks = []
+        for src in self.sources:
+            state = prog.get(src)
+            if state is None:
+                return -math.inf
+            if not state[1]:
+                marks.append(state[0])
+        return min(marks) if marks else math.inf
+
+    def close_ready(self, dest: int) -> list[tuple[str, list[MetricPoint]]]:
+        """Windows of ``dest`` that can close now, with their points (not yet marked)."""
+        wm = self.watermark(dest)
+        grace = self.plan.grace
+        prefix = f"{dest}|"
+        out = []
+        for wkey in sorted(k for k in list(self.windows.keys()) if k.startswith(prefix)):
+            _, size_s, start_s = wkey.split("|")
+            size, start = float(size_s), float(start_s)
+            if start + size + grace > wm:
+                continue
+            val = orjson.loads(self.windows[wkey])
+            if val.get("emitted"):
+                if start + size * (1 + RETAIN_WINDOWS) + grace <= wm:
+                    del self.windows[wkey]
+                continue
+            out.append((wkey, self.points(start, size, val["series"])))
+        return out
+
+    def mark_emitted(self, wkey: str) -> None:
+        val = orjson.loads(self.windows[wkey])
+        self.windows[wkey] = orjson.dumps({"applied": val["applied"], "series": {},
+                                           "emitted": True})
+
+    def points(self, start: float, size: float, series: dict[str, list[Any]]) -> list[MetricPoint]:
+        out = []
+        for skey in sorted(series):
+            name, *labels = skey.split(SEP)
+            mi = self.by_name[name]
+            out.append(metric_point(self.plan, mi, labels, start, size, series[skey]))
+        return out
+
+
+def metric_point(
+    plan: Plan, mi: int, labels: list[str], start: float, size: float, acc: list[Any]
+) -> MetricPoint:
+    """The value of one series-window from its accumulator."""
+    spec = plan.metrics[mi]
+    ops = plan.ops[mi]
+    comps = [_component_value(op, c) for op, c in zip(ops, acc, strict=False)]
+    labels_d = dict(zip(spec.dimensions, labels, strict=True))
+    common = {"metric": spec.name, "labels": labels_d, "window_start": start,
+              "window_end": start + size, "count": acc[-1], "kind": spec.kind}
+    if spec.kind == "ratio":
+        num, den = comps
+        value = num / den if den else None
+        return MetricPoint(value=value, numerator=num, denominator=den, **common)
+    if spec.kind == "quantile":
+        values = sorted(acc[0])
+        rank = max(1, math.ceil(spec.q * len(values)))  # type: ignore[operator]
+        value = values[rank - 1] / SCALE if values else None
+        return MetricPoint(value=value, **common)
+    return MetricPoint(value=comps[0], **common)
+
+
+def _component_value(op: int, c: Any) -> float:
+    if op == SUM:
+        return c / SCALE
+    if op == DISTINCT:
+        return float(len(c))
+    if op == VALUES:
+        return float(len(c))
+    return float(c)
+
+
+def encode_partials(sections: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"sources": sections})
+
+
+__all__ = ["GlobalStage", "encode_partials", "metric_point", "new_acc"]

