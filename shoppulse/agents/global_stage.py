@@ -67,7 +67,8 @@ class GlobalStage:
         for sec in message["sources"]:
             src = f"{sec['topic']}:{sec['partition']}"
             old = prog.get(src)
-            prog[src] = [max(sec["wm"], old[0]) if old else sec["wm"], bool(sec.get("idle"))]
+            marks = [w for w in (sec["wm"], old[0] if old else None) if w is not None]
+            prog[src] = [max(marks) if marks else None, bool(sec.get("idle"))]
             if sec["last"] < 0 or not sec["parts"]:
                 continue
             by_window: dict[str, list[list[Any]]] = {}
@@ -127,7 +128,7 @@ class GlobalStage:
             if state is None:
                 return -math.inf
             if not state[1]:
-                marks.append(state[0])
+                marks.append(-math.inf if state[0] is None else state[0])
         return min(marks) if marks else math.inf
 
     def close_ready(self, dest: int) -> list[tuple[str, list[MetricPoint]]]:

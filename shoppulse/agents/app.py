@@ -1,0 +1,114 @@
+"""The Faust application: ingest service, global stage agent, tables, /metrics.
+
+Reads like the data flow: input topics -> :class:`Ingest` (batched, plain
+Python) -> ``<app>.partials`` -> ``combine`` agent over the ``windows`` and
+``progress`` tables -> ``<app>.metrics`` (MetricPoint) -> gauges. Later stages
+(detectors, alerting) are agents over the internal topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from shoppulse.agents.exporter import Exporter
+from shoppulse.agents.global_stage import GlobalStage
+from shoppulse.agents.ingest import Ingest
+from shoppulse.agents.plan import Plan, compile_plan
+from shoppulse.streams.config import Config
+from shoppulse.streams.topics import INTERNAL_PARTITIONS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a worker process holds; handy for tests and the demo view."""
+
+    app: faust.App
+    config: Config
+    plan: Plan
+    exporter: Exporter
+    ingest: Ingest
+    stage: GlobalStage
+
+
+def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, Any]:
+    """Faust settings; rebalance and session timeouts of seconds keep group joins fast."""
+    return {
+        "broker": f"kafka://{bootstrap}",
+        "store": "memory://",
+        "web_port": web_port,
+        "web_bind": "127.0.0.1",
+        "web_host": "127.0.0.1",
+        "topic_partitions": INTERNAL_PARTITIONS["partials"],
+        "topic_replication_factor": 1,
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_rebalance_timeout": 10.0,
+        "consumer_auto_offset_reset": "earliest",
+        "processing_guarantee": "at_least_once",
+        "key_serializer": "json",  # table keys are str; our topics say raw explicitly
+        "value_serializer": "raw",
+        "table_cleanup_interval": 3600.0,
+        "broker_commit_interval": 1.0,
+        "stream_wait_empty": False,
+        "web_transport": "tcp://",
+    }
+
+
+def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -> Runtime:
+    n_dest = INTERNAL_PARTITIONS["partials"]
+    app = faust.App(config.app, **faust_settings(config, bootstrap,
+                                                 web_port if web_port is not None
+                                                 else config.web_port))
+    plan = compile_plan(config)
+    exporter = Exporter(config)
+    partials = app.topic(config.topic_name("partials"), partitions=n_dest,
+                         key_serializer="raw", value_serializer="raw")
+    metrics_topic = app.topic(config.topic_name("metrics"),
+                              partitions=INTERNAL_PARTITIONS["metrics"],
+                              key_serializer="raw", value_serializer="raw")
+    windows = app.Table("windows", partitions=n_dest, key_type=str, value_type=bytes)
+    progress = app.Table("progress", partitions=n_dest, key_type=str, value_type=bytes)
+    sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
+    stage = GlobalStage(plan, windows, progress, sources)
+    ingest = Ingest(config, plan, bootstrap, exporter, n_dest=n_dest, loop=app.loop)
+    app._extra_services.append(ingest)  # started and stopped with the app
+
+    @app.agent(partials, name="combine")
+    async def combine(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            dest = event.message.partition
+            result = stage.apply(dest, orjson.loads(event.value))
+            if result.replayed:
+                exporter.replayed.inc(result.replayed)
+            for topic, n in (result.late_topics or {}).items():
+                exporter.late.labels(topic).inc(n)
+            for wkey, points in stage.close_ready(dest):
+                futures = [await metrics_topic.send(key=p.series.encode(), value=p.dumps())
+                           for p in points]
+                await asyncio.gather(*futures)
+                now = time.time()
+                for p in points:
+                    exporter.observe(p, dest)
+                    exporter.close_delay.observe(max(0.0, now - p.window_end - plan.grace))
+                stage.mark_emitted(wkey)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == partials.get_topic_name():
+                exporter.forget(tp.partition)
+
+    setup_prometheus_sensors(app, pattern="/metrics", registry=exporter.registry,
+                             name_prefix="faust")
+    return Runtime(app=app, config=config, plan=plan, exporter=exporter, ingest=ingest,
+                   stage=stage)

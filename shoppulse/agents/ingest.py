@@ -1,0 +1,398 @@
+"""The ingest service: input topics read in batches, off Faust's per-event path.
+
+A Faust service that owns one consumer-group consumer for the input topics.
+Per fetch it decodes, validates and pre-aggregates each partition's records in
+plain Python (:mod:`shoppulse.agents.local_stage`), sends one partials message
+per destination partition (all sources of the fetch in it), sends invalid
+records to the dead-letter topic, and only after every send is acknowledged
+commits the input offsets. The commit carries a small checkpoint as offset
+metadata: the partition's watermark, a *rebuild point* (an offset whose
+replay restores sessions, dedupe and distinct state exactly) and where the
+partials topic ended. On assignment the partition is restored from it, and
+events already sent past the commit are not sent again to the destinations
+that have them, so no batch can straddle the combiner's offset guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from mode import Service
+
+from shoppulse.agents.exporter import Exporter
+from shoppulse.agents.global_stage import SEP, encode_partials
+from shoppulse.agents.local_stage import Batch, DimensionCap, PartitionAggregator
+from shoppulse.agents.plan import Plan
+from shoppulse.streams.config import Config
+from shoppulse.streams.schemas import compile_topic
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0  # unchanged watermarks are repeated this often
+
+
+@dataclass
+class PartitionState:
+    agg: PartitionAggregator
+    last_data: float = field(default_factory=time.monotonic)
+    next_offset: int = 0
+    checkpoints: collections.deque[tuple[int, float]] = field(default_factory=collections.deque)
+    skip: dict[int, int] = field(default_factory=dict)  # dest -> last offset it already has
+    idle: bool = False
+    reported_wm: float | None = None
+    reported_idle: bool | None = None
+    last_report: float = 0.0
+    dirty: bool = False  # needs a commit
+
+
+def dest_of(name: str, labels: tuple[str, ...], n_dest: int) -> int:
+    """Destination partition of a series: stable across processes (not ``hash()``)."""
+    return zlib.crc32(SEP.join([name, *labels]).encode()) % n_dest
+
+
+class Ingest(Service):
+    """Batched consume -> local stage -> partials + dead letters -> commit."""
+
+    def __init__(
+        self,
+        config: Config,
+        plan: Plan,
+        bootstrap: str,
+        exporter: Exporter,
+        *,
+        n_dest: int,
+        max_records: int = 20000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.plan = plan
+        self.bootstrap = bootstrap
+        self.exporter = exporter
+        self.n_dest = n_dest
+        self.max_records = max_records
+        self.partials_topic = config.topic_name("partials")
+        self.deadletter_topic = config.topic_name("deadletter")
+        self.decoders = {
+            t: compile_topic(t, spec, max_bytes=config.max_event_bytes)
+            for t, spec in config.topics.items()
+        }
+        self.cap = DimensionCap(config.cardinality_cap)
+        self.parts: dict[TopicPartition, PartitionState] = {}
+        self.lock = asyncio.Lock()
+        self.dest_end = [0] * n_dest  # partials offsets known to follow our sends
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.events_in = 0
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def on_start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024,
+            acks=1,
+        )
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=f"{self.config.app}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+            rebalance_timeout_ms=10000,
+            max_poll_interval_ms=300000,
+        )
+        await self.consumer.start()
+        ends = await self.consumer.end_offsets(
+            [TopicPartition(self.partials_topic, d) for d in range(self.n_dest)]
+        )
+        for tp, end in ends.items():
+            self.dest_end[tp.partition] = end
+        self.consumer.subscribe(list(self.config.topics), listener=_Listener(self))
+
+    async def on_stop(self) -> None:
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                await client.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            try:
+                data = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            except Exception as exc:  # broker hiccup: keep going, never crash the worker
+                log.warning("ingest fetch failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            async with self.lock:
+                await self.flush(data)
+
+    # -- one round ----------------------------------------------------------------
+    async def flush(self, data: dict[TopicPartition, list[Any]]) -> None:
+        sections: list[list[dict[str, Any]]] = [[] for _ in range(self.n_dest)]
+        dead: list[tuple[TopicPartition, int, bytes | None, bytes | None, Any]] = []
+        now = time.monotonic()
+        for tp, msgs in data.items():
+            st = self.parts.get(tp)
+            if st is None or not msgs:
+                continue
+            records = [(m.offset, m.key, m.value) for m in msgs if m.offset >= st.next_offset]
+            if not records:
+                continue
+            st.checkpoints.append((records[0][0], st.agg.wm))
+            for seg, allowed in self._segments(st, records):
+                batch = st.agg.process(seg)
+                self._count(tp.topic, batch)
+                dead.extend((tp, *inv) for inv in batch.invalid)
+                self._route(tp, st, batch, allowed, sections)
+            st.next_offset = records[-1][0] + 1
+            st.last_data = now
+            st.dirty = True
+        self._heartbeats(now, sections)
+        await self._send(sections, dead)
+        await self._commit(now)
+        self._report_lag()
+
+    def _segments(self, st: PartitionState, records: list[tuple[int, Any, Any]]):
+        """Cut a resumed batch where destinations already have events, so none straddles."""
+        if not st.skip:
+            yield records, None
+            return
+        cuts = sorted({o for o in st.skip.values() if records[0][0] <= o < records[-1][0]})
+        start = 0
+        for cut in [*cuts, records[-1][0]]:
+            end = start
+            while end < len(records) and records[end][0] <= cut:
+                end += 1
+            seg = records[start:end]
+            if seg:
+                allowed = {d for d in range(self.n_dest) if st.skip.get(d, -1) < seg[0][0]}
+                yield seg, allowed
+            start = end
+        if records[-1][0] >= max(st.skip.values()):
+            st.skip.clear()
+
+    def _route(
+        self,
+        tp: TopicPartition,
+        st: PartitionState,
+        batch: Batch,
+        allowed: set[int] | None,
+        sections: list[list[dict[str, Any]]],
+    ) -> None:
+        names = [m.name for m in self.plan.metrics]
+        per_dest: list[list[Any]] = [[] for _ in range(self.n_dest)]
+        for (mi, labels, start), acc in batch.parts.items():
+            name = names[mi]
+            per_dest[dest_of(name, labels, self.n_dest)].append([name, labels, start, acc])
+        wm = st.agg.wm
+        for d in range(self.n_dest):
+            if allowed is not None and d not in allowed:
+                continue
+            sections[d].append({
+                "topic": tp.topic, "partition": tp.partition, "first": batch.first,
+                "last": batch.last, "wm": _finite(wm), "idle": False, "parts": per_dest[d],
+            })
+        st.idle = False
+        st.reported_wm, st.reported_idle, st.last_report = wm, False, time.monotonic()
+
+    def _heartbeats(self, now: float, sections: list[list[dict[str, Any]]]) -> None:
+        """Watermark and idleness of partitions without new records this round."""
+        assert self.consumer is not None
+        idle_after = self.config.windows.idle_timeout
+        for tp, st in self.parts.items():
+            if st.last_report == now:
+                continue
+            high = self.consumer.highwater(tp)
+            caught_up = high is None or st.next_offset >= high
+            st.idle = caught_up and now - st.last_data >= idle_after
+            changed = st.idle != st.reported_idle or st.agg.wm != st.reported_wm
+            if not changed and now - st.last_report < HEARTBEAT_SECONDS:
+                continue
+            for d in range(self.n_dest):
+                sections[d].append({"topic": tp.topic, "partition": tp.partition, "first": -1,
+                                    "last": -1, "wm": _finite(st.agg.wm), "idle": st.idle,
+                                    "parts": []})
+            st.reported_wm, st.reported_idle, st.last_report = st.agg.wm, st.idle, now
+
+    async def _send(self, sections: list[list[dict[str, Any]]], dead: list[Any]) -> None:
+        assert self.producer is not None
+        futures = []
+        for d, secs in enumerate(sections):
+            if secs:
+                futures.append(await self.producer.send(
+                    self.partials_topic, encode_partials(secs), partition=d))
+        for tp, offset, key, raw, inv in dead:
+            headers = [
+                ("shoppulse.topic", tp.topic.encode()),
+                ("shoppulse.partition", str(tp.partition).encode()),
+                ("shoppulse.offset", str(offset).encode()),
+                ("shoppulse.reason", inv.reason.encode()),
+                ("shoppulse.field", (inv.field or "").encode()),
+                ("shoppulse.error", inv.message.encode()),
+            ]
+            futures.append(await self.producer.send(
+                self.deadletter_topic, raw if raw is not None else b"", key=key, headers=headers))
+            log.warning("invalid event %s[%d]@%d -> %s: %s", tp.topic, tp.partition, offset,
+                        self.deadletter_topic, inv.message)
+        for meta in await asyncio.gather(*futures):
+            if meta.topic == self.partials_topic:
+                self.dest_end[meta.partition] = max(self.dest_end[meta.partition], meta.offset + 1)
+
+    async def _commit(self, now: float) -> None:
+        assert self.consumer is not None
+        offsets = {}
+        for tp, st in self.parts.items():
+            if not st.dirty:
+                continue
+            st.dirty = False
+            r, rwm = self._rebuild_point(st)
+            meta = orjson.dumps({"wm": _finite(st.agg.wm), "r": r, "rwm": _finite(rwm),
+                                 "pe": self.dest_end}).decode()
+            offsets[tp] = OffsetAndMetadata(st.next_offset, meta)
+        if offsets:
+            await self.consumer.commit(offsets)
+
+    def _rebuild_point(self, st: PartitionState) -> tuple[int, float]:
+        """Oldest offset whose replay restores all live state: older state has all expired."""
+        limit = st.agg.wm - self.plan.horizon
+        cps = st.checkpoints
+        while len(cps) > 1 and cps[1][1] <= limit:
+            cps.popleft()
+        return cps[0] if cps else (st.next_offset, st.agg.wm)
+
+    def _count(self, topic: str, batch: Batch) -> None:
+        ex = self.exporter
+        self.events_in += batch.events + len(batch.invalid)
+        ex.events.labels(topic).inc(batch.events)
+        if batch.late:
+            ex.late.labels(topic).inc(batch.late)
+        if batch.duplicates:
+            ex.duplicates.labels(topic).inc(batch.duplicates)
+        for *_, inv in batch.invalid:
+            ex.invalid.labels(topic, inv.reason).inc()
+
+    def _report_lag(self) -> None:
+        assert self.consumer is not None
+        for tp, st in self.parts.items():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                self.exporter.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - st.next_offset))
+
+    # -- rebalancing --------------------------------------------------------------
+    async def assign(self, assigned: set[TopicPartition]) -> None:
+        assert self.consumer is not None
+        fresh = [tp for tp in assigned if tp not in self.parts]
+        if not fresh:
+            return
+        committed = await self.consumer._coordinator.fetch_committed_offsets(fresh)
+        for tp in fresh:
+            agg = PartitionAggregator(self.config, self.plan, tp.topic, self.decoders[tp.topic],
+                                      self.cap)
+            st = PartitionState(agg=agg)
+            om = committed.get(tp)
+            offset = om.offset if om is not None and om.offset >= 0 else 0
+            meta = orjson.loads(om.metadata) if om is not None and om.metadata else None
+            if meta:
+                await self._restore(tp, st, offset, meta)
+            st.next_offset = offset
+            st.checkpoints.append((offset, agg.wm))
+            self.parts[tp] = st
+            self.consumer.seek(tp, offset)
+            log.info("ingest: %s[%d] from offset %d (wm %s, skip %s)", tp.topic, tp.partition,
+                     offset, agg.wm, st.skip)
+
+    async def _restore(
+        self, tp: TopicPartition, st: PartitionState, offset: int, meta: dict[str, Any]
+    ) -> None:
+        st.agg.wm = _infinite(meta["rwm"])
+        st.checkpoints.append((meta["r"], st.agg.wm))
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                  max_partition_fetch_bytes=4 * 1024 * 1024)
+        await reader.start()
+        try:
+            if meta["r"] < offset:  # replay silently: state only, nothing is sent
+                reader.assign([tp])
+                reader.seek(tp, meta["r"])
+                pos = meta["r"]
+                while pos < offset:
+                    got = await reader.getmany(tp, timeout_ms=1000, max_records=20000)
+                    recs = [(m.offset, m.key, m.value) for m in got.get(tp, []) if m.offset < offset]
+                    if not got:
+                        continue
+                    if recs:
+                        st.agg.process(recs)
+                    pos = got[tp][-1].offset + 1
+            st.agg.wm = max(st.agg.wm, _infinite(meta["wm"]))
+            st.skip = await self._sent_past(reader, tp, offset, meta.get("pe", []))
+        finally:
+            await reader.stop()
+
+    async def _sent_past(
+        self, reader: AIOKafkaConsumer, tp: TopicPartition, offset: int, starts: list[int]
+    ) -> dict[int, int]:
+        """Per destination, the last source offset of ``tp`` already in the partials topic."""
+        dests = [TopicPartition(self.partials_topic, d) for d in range(self.n_dest)]
+        ends = await reader.end_offsets(dests)
+        reader.assign(dests)
+        sent: dict[int, int] = {}
+        for dtp in dests:
+            start = starts[dtp.partition] if dtp.partition < len(starts) else 0
+            if start >= ends[dtp]:
+                continue
+            reader.seek(dtp, start)
+            pos = start
+            while pos < ends[dtp]:
+                got = await reader.getmany(dtp, timeout_ms=1000, max_records=5000)
+                for m in got.get(dtp, []):
+                    pos = m.offset + 1
+                    for sec in orjson.loads(m.value)["sources"]:
+                        if (sec["topic"] == tp.topic and sec["partition"] == tp.partition
+                                and sec["last"] >= offset):
+                            sent[dtp.partition] = max(sent.get(dtp.partition, -1), sec["last"])
+        return sent
+
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:
+            for tp in revoked:
+                self.parts.pop(tp, None)
+
+    @property
+    def watermark(self) -> float:
+        marks = [st.agg.wm for st in self.parts.values()]
+        return min(marks) if marks else -math.inf
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, ingest: Ingest) -> None:
+        self.ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.ingest.revoke(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.ingest.lock:
+            await self.ingest.assign(set(assigned))
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinities: -inf (nothing seen yet) travels as null."""
+    return x if math.isfinite(x) else None
+
+
+def _infinite(x: float | None) -> float:
+    return -math.inf if x is None else x

@@ -1,0 +1,47 @@
+"""The topic catalog: input topics from config plus shoppulse's internal topics.
+
+Topics are created up front (Tansu and most production clusters do not
+auto-create), with the partition counts the pipeline relies on: the global
+stage needs to know every source partition to close a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shoppulse.streams.config import Config, TopicSpec
+
+#: Internal topics (``<app>.<role>``) and their partition counts.
+INTERNAL_PARTITIONS = {"partials": 4, "metrics": 4, "anomalies": 4, "deadletter": 1}
+
+
+async def _ensure(bootstrap: str, wanted: dict[str, int]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        meta = await admin.describe_topics(list(wanted))
+        return {m["topic"]: len(m["partitions"]) for m in meta if m.get("partitions")}
+    finally:
+        await admin.close()
+
+
+def ensure_topics(config: Config, bootstrap: str) -> Config:
+    """Create missing topics; return the config with the real input partition counts."""
+    wanted = {t: spec.partitions for t, spec in config.topics.items()}
+    wanted |= {config.topic_name(role): n for role, n in INTERNAL_PARTITIONS.items()}
+    actual = asyncio.run(_ensure(bootstrap, wanted))
+    topics = {
+        t: TopicSpec.model_validate({**spec.model_dump(), "partitions": actual.get(t, spec.partitions)})
+        for t, spec in config.topics.items()
+    }
+    return config.model_copy(update={"topics": topics})
