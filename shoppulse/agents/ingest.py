@@ -5,12 +5,14 @@ Per fetch it decodes, validates and pre-aggregates each partition's records in
 plain Python (:mod:`shoppulse.agents.local_stage`), sends one partials message
 per destination partition (all sources of the fetch in it), sends invalid
 records to the dead-letter topic, and only after every send is acknowledged
-commits the input offsets. The commit carries a small checkpoint as offset
-metadata: the partition's watermark, a *rebuild point* (an offset whose
-replay restores sessions, dedupe and distinct state exactly) and where the
-partials topic ended. On assignment the partition is restored from it, and
-events already sent past the commit are not sent again to the destinations
-that have them, so no batch can straddle the combiner's offset guard.
+writes a checkpoint per partition to ``<app>.checkpoints`` and commits the
+input offsets. A checkpoint holds the next offset, the partition's watermark, a
+*rebuild point* (an offset whose replay restores sessions, dedupe and distinct
+state exactly) and where the partials topic ended. (It is a record rather than
+offset-commit metadata because the embedded broker drops that metadata.) On
+assignment the partition resumes from its latest checkpoint, and events already
+sent past it are not sent again to the destinations that have them, so no batch
+can straddle the combiner's offset guard.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Ingest(Service):
         self.n_dest = n_dest
         self.max_records = max_records
         self.partials_topic = config.topic_name("partials")
+        self.checkpoint_topic = config.topic_name("checkpoints")
         self.deadletter_topic = config.topic_name("deadletter")
         self.decoders = {
             t: compile_topic(t, spec, max_bytes=config.max_event_bytes)
@@ -253,16 +256,23 @@ class Ingest(Service):
                 self.dest_end[meta.partition] = max(self.dest_end[meta.partition], meta.offset + 1)
 
     async def _commit(self, now: float) -> None:
-        assert self.consumer is not None
+        """Checkpoint (acked) then commit every partition that advanced."""
+        assert self.consumer is not None and self.producer is not None
         offsets = {}
+        futures = []
         for tp, st in self.parts.items():
             if not st.dirty:
                 continue
             st.dirty = False
             r, rwm = self._rebuild_point(st)
-            meta = orjson.dumps({"wm": _finite(st.agg.wm), "r": r, "rwm": _finite(rwm),
-                                 "pe": self.dest_end}).decode()
-            offsets[tp] = OffsetAndMetadata(st.next_offset, meta)
+            checkpoint = orjson.dumps({"offset": st.next_offset, "wm": _finite(st.agg.wm),
+                                       "r": r, "rwm": _finite(rwm), "pe": self.dest_end})
+            futures.append(await self.producer.send(
+                self.checkpoint_topic, checkpoint, key=f"{tp.topic}:{tp.partition}".encode(),
+                partition=0))
+            offsets[tp] = OffsetAndMetadata(st.next_offset, "")
+        if futures:
+            await asyncio.gather(*futures)
         if offsets:
             await self.consumer.commit(offsets)
 
@@ -300,21 +310,53 @@ class Ingest(Service):
         if not fresh:
             return
         committed = await self.consumer._coordinator.fetch_committed_offsets(fresh)
+        checkpoints = await self._checkpoints(fresh)
         for tp in fresh:
             agg = PartitionAggregator(self.config, self.plan, tp.topic, self.decoders[tp.topic],
                                       self.cap)
             st = PartitionState(agg=agg)
+            meta = checkpoints.get(tp)
             om = committed.get(tp)
-            offset = om.offset if om is not None and om.offset >= 0 else 0
-            meta = orjson.loads(om.metadata) if om is not None and om.metadata else None
-            if meta:
+            if meta is not None:
+                offset = meta["offset"]
                 await self._restore(tp, st, offset, meta)
+            else:
+                offset = om.offset if om is not None and om.offset >= 0 else 0
             st.next_offset = offset
             st.checkpoints.append((offset, agg.wm))
             self.parts[tp] = st
             self.consumer.seek(tp, offset)
             log.info("ingest: %s[%d] from offset %d (wm %s, skip %s)", tp.topic, tp.partition,
                      offset, agg.wm, st.skip)
+
+    async def _checkpoints(self, tps: list[TopicPartition]) -> dict[TopicPartition, Any]:
+        """The latest checkpoint of each partition, reading the checkpoint topic backwards."""
+        wanted = {f"{tp.topic}:{tp.partition}".encode(): tp for tp in tps}
+        found: dict[TopicPartition, Any] = {}
+        ctp = TopicPartition(self.checkpoint_topic, 0)
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await reader.start()
+        try:
+            reader.assign([ctp])
+            end = (await reader.end_offsets([ctp]))[ctp]
+            chunk = 2000
+            while end > 0 and len(found) < len(wanted):
+                start = max(0, end - chunk)
+                reader.seek(ctp, start)
+                latest: dict[bytes, Any] = {}
+                pos = start
+                while pos < end:
+                    got = await reader.getmany(ctp, timeout_ms=1000, max_records=chunk)
+                    for m in got.get(ctp, []):
+                        pos = m.offset + 1
+                        if m.offset < end and m.key in wanted:
+                            latest[m.key] = m.value
+                for key, value in latest.items():
+                    found.setdefault(wanted[key], orjson.loads(value))
+                end = start
+        finally:
+            await reader.stop()
+        return found
 
     async def _restore(
         self, tp: TopicPartition, st: PartitionState, offset: int, meta: dict[str, Any]

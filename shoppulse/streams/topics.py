@@ -15,7 +15,10 @@ from aiokafka.errors import TopicAlreadyExistsError
 from shoppulse.streams.config import Config, TopicSpec
 
 #: Internal topics (``<app>.<role>``) and their partition counts.
-INTERNAL_PARTITIONS = {"partials": 4, "metrics": 4, "anomalies": 4, "deadletter": 1}
+INTERNAL_PARTITIONS = {"partials": 4, "metrics": 4, "anomalies": 4, "deadletter": 1,
+                       "checkpoints": 1}
+#: Topics where only the latest record per key matters.
+COMPACTED = {"checkpoints"}
 
 
 async def _ensure(bootstrap: str, wanted: dict[str, int]) -> dict[str, int]:
@@ -23,7 +26,9 @@ async def _ensure(bootstrap: str, wanted: dict[str, int]) -> dict[str, int]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+        new = [NewTopic(t, n, 1, topic_configs={"cleanup.policy": "compact"} if
+                        t.rsplit(".", 1)[-1] in COMPACTED else {})
+               for t, n in wanted.items() if t not in existing]
         if new:
             try:
                 await admin.create_topics(new)

@@ -1,0 +1,101 @@
+"""Shared fixtures: the embedded broker (same code as the CLI) and worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoppulse.streams.broker import EmbeddedBroker, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+_app_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """One Tansu for the session; each test isolates itself with its own app name."""
+    b = EmbeddedBroker(log_path=str(ROOT / ".pytest-tansu.log")).start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def app_name(request: pytest.FixtureRequest) -> str:
+    base = "".join(c for c in request.node.name if c.isalnum())[:24].lower()
+    return f"t{os.getpid()}{next(_app_ids)}{base}"
+
+
+class WorkerProcess:
+    """``shoppulse worker`` in a subprocess, stopped (by its own pid) on exit."""
+
+    def __init__(self, broker_url: str, config: Path, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shoppulse.agents.cli", "worker", "--broker", broker_url,
+             "--config", str(config), "--web-port", str(self.port), "--loglevel", "info"],
+            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
+            start_new_session=True,
+        )
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def wait_web(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}: {self.tail()}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=0.5):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker web port never opened: {self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, like a crashed machine."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, n: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+
+@pytest.fixture
+def workers(tmp_path: Path, broker: EmbeddedBroker, app_name: str):
+    """Factory of worker processes for this test's app; all stopped afterwards."""
+    started: list[WorkerProcess] = []
+    env = {**os.environ, "SHOPPULSE_APP": app_name}
+
+    def start(config: Path) -> WorkerProcess:
+        w = WorkerProcess(broker.url, config, env, tmp_path / f"worker{len(started)}.log")
+        started.append(w)
+        return w
+
+    try:
+        yield start
+    finally:
+        for w in started:
+            w.stop()
