@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import time
 import zlib
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -93,6 +95,7 @@ class Ingest(Service):
         self.cap = DimensionCap(config.cardinality_cap)
         self.parts: dict[TopicPartition, PartitionState] = {}
         self.lock = asyncio.Lock()
+        self.acks: asyncio.Queue[tuple[list[Any], dict[TopicPartition, Any]]] = asyncio.Queue(2)
         self.dest_end = [0] * n_dest  # partials offsets known to follow our sends
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -126,6 +129,8 @@ class Ingest(Service):
         self.consumer.subscribe(list(self.config.topics), listener=_Listener(self))
 
     async def on_stop(self) -> None:
+        with contextlib.suppress(Exception):  # a clean stop leaves checkpoints current
+            await asyncio.wait_for(self.acks.join(), 10)
         for client in (self.consumer, self.producer):
             if client is not None:
                 await client.stop()
@@ -152,40 +157,45 @@ class Ingest(Service):
             st = self.parts.get(tp)
             if st is None or not msgs:
                 continue
-            records = [(m.offset, m.key, m.value) for m in msgs if m.offset >= st.next_offset]
-            if not records:
-                continue
-            st.checkpoints.append((records[0][0], st.agg.wm))
+            records = msgs
+            if records[0].offset < st.next_offset:  # refetched after a seek: drop the overlap
+                records = [m for m in msgs if m.offset >= st.next_offset]
+                if not records:
+                    continue
+            st.checkpoints.append((records[0].offset, st.agg.wm))
             for seg, allowed in self._segments(st, records):
                 batch = st.agg.process(seg)
                 self._count(tp.topic, batch)
                 dead.extend((tp, *inv) for inv in batch.invalid)
                 self._route(tp, st, batch, allowed, sections)
-            st.next_offset = records[-1][0] + 1
+            st.next_offset = records[-1].offset + 1
             st.last_data = now
             st.dirty = True
         self._heartbeats(now, sections)
-        await self._send(sections, dead)
-        await self._commit(now)
+        futures = await self._send(sections, dead)
+        # acks, checkpoints and the offset commit of this round complete in the
+        # background while the next round is processed (at most two in flight)
+        await self.acks.put((futures, self._checkpoint_state()))
         self._report_lag()
 
-    def _segments(self, st: PartitionState, records: list[tuple[int, Any, Any]]):
+    def _segments(self, st: PartitionState, records: Sequence[Any]):
         """Cut a resumed batch where destinations already have events, so none straddles."""
         if not st.skip:
             yield records, None
             return
-        cuts = sorted({o for o in st.skip.values() if records[0][0] <= o < records[-1][0]})
+        first, last = records[0].offset, records[-1].offset
+        cuts = sorted({o for o in st.skip.values() if first <= o < last})
         start = 0
-        for cut in [*cuts, records[-1][0]]:
+        for cut in [*cuts, last]:
             end = start
-            while end < len(records) and records[end][0] <= cut:
+            while end < len(records) and records[end].offset <= cut:
                 end += 1
             seg = records[start:end]
             if seg:
-                allowed = {d for d in range(self.n_dest) if st.skip.get(d, -1) < seg[0][0]}
+                allowed = {d for d in range(self.n_dest) if st.skip.get(d, -1) < seg[0].offset}
                 yield seg, allowed
             start = end
-        if records[-1][0] >= max(st.skip.values()):
+        if last >= max(st.skip.values()):
             st.skip.clear()
 
     def _route(
@@ -231,7 +241,8 @@ class Ingest(Service):
                                     "parts": []})
             st.reported_wm, st.reported_idle, st.last_report = st.agg.wm, st.idle, now
 
-    async def _send(self, sections: list[list[dict[str, Any]]], dead: list[Any]) -> None:
+    async def _send(self, sections: list[list[dict[str, Any]]], dead: list[Any]) -> list[Any]:
+        """Enqueue partials and dead letters; return their delivery futures."""
         assert self.producer is not None
         futures = []
         for d, secs in enumerate(sections):
@@ -251,28 +262,47 @@ class Ingest(Service):
                 self.deadletter_topic, raw if raw is not None else b"", key=key, headers=headers))
             log.warning("invalid event %s[%d]@%d -> %s: %s", tp.topic, tp.partition, offset,
                         self.deadletter_topic, inv.message)
-        for meta in await asyncio.gather(*futures):
-            if meta.topic == self.partials_topic:
-                self.dest_end[meta.partition] = max(self.dest_end[meta.partition], meta.offset + 1)
+        return futures
 
-    async def _commit(self, now: float) -> None:
-        """Checkpoint (acked) then commit every partition that advanced."""
-        assert self.consumer is not None and self.producer is not None
-        offsets = {}
-        futures = []
+    def _checkpoint_state(self) -> dict[TopicPartition, dict[str, Any]]:
+        out = {}
         for tp, st in self.parts.items():
             if not st.dirty:
                 continue
             st.dirty = False
             r, rwm = self._rebuild_point(st)
-            checkpoint = orjson.dumps({"offset": st.next_offset, "wm": _finite(st.agg.wm),
-                                       "r": r, "rwm": _finite(rwm), "pe": self.dest_end})
-            futures.append(await self.producer.send(
-                self.checkpoint_topic, checkpoint, key=f"{tp.topic}:{tp.partition}".encode(),
+            out[tp] = {"offset": st.next_offset, "wm": _finite(st.agg.wm), "r": r,
+                       "rwm": _finite(rwm)}
+        return out
+
+    @Service.task
+    async def _committer(self) -> None:
+        """Per round, in order: wait for the acks, write checkpoints, commit offsets."""
+        while not self.should_stop:
+            futures, checkpoints = await self.acks.get()
+            try:
+                await self._commit(futures, checkpoints)
+            except Exception as exc:  # not committing only means more replay after a crash
+                log.warning("ingest commit failed: %s", exc)
+            finally:
+                self.acks.task_done()
+
+    async def _commit(self, futures: list[Any], checkpoints: dict[TopicPartition, Any]) -> None:
+        assert self.consumer is not None and self.producer is not None
+        for meta in await asyncio.gather(*futures):
+            if meta.topic == self.partials_topic:
+                self.dest_end[meta.partition] = max(self.dest_end[meta.partition], meta.offset + 1)
+        if not checkpoints:
+            return
+        sent = []
+        for tp, cp in checkpoints.items():
+            value = orjson.dumps({**cp, "pe": self.dest_end})
+            sent.append(await self.producer.send(
+                self.checkpoint_topic, value, key=f"{tp.topic}:{tp.partition}".encode(),
                 partition=0))
-            offsets[tp] = OffsetAndMetadata(st.next_offset, "")
-        if futures:
-            await asyncio.gather(*futures)
+        await asyncio.gather(*sent)
+        offsets = {tp: OffsetAndMetadata(cp["offset"], "") for tp, cp in checkpoints.items()
+                   if tp in self.parts}
         if offsets:
             await self.consumer.commit(offsets)
 
@@ -373,7 +403,7 @@ class Ingest(Service):
                 pos = meta["r"]
                 while pos < offset:
                     got = await reader.getmany(tp, timeout_ms=1000, max_records=20000)
-                    recs = [(m.offset, m.key, m.value) for m in got.get(tp, []) if m.offset < offset]
+                    recs = [m for m in got.get(tp, []) if m.offset < offset]
                     if not got:
                         continue
                     if recs:
@@ -410,6 +440,7 @@ class Ingest(Service):
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
+            await self.acks.join()  # checkpoints are current before another worker restores
             for tp in revoked:
                 self.parts.pop(tp, None)
 

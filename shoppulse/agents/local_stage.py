@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from shoppulse.agents.plan import (
     COUNT,
@@ -71,6 +71,14 @@ class DimensionCap:
         return OTHER_LABEL
 
 
+class Record(NamedTuple):
+    """One input record, for callers that do not hold aiokafka's ConsumerRecord."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
 @dataclass
 class Batch:
     """What one batch of one partition produced."""
@@ -116,28 +124,47 @@ class PartitionAggregator:
         self.session_win = (
             self.win_index[config.session_window] if self.sessions is not None else -1
         )
-        # event-type style dispatch: feeds indexed by the value of the field most
-        # filters pin down, so an event only visits the feeds that may match it
-        self.dispatch_field, self.dispatch = _dispatch_index(self.feeds, config, topic)
+        # Counting feeds whose filters and dimensions only read low-cardinality
+        # fields are evaluated once per distinct *signature* (the tuple of those
+        # fields) per batch, not once per event. The others (sums, distincts,
+        # quantiles, field comparisons) run per event, dispatched on the field
+        # most filters pin down so an event only visits feeds that may match.
+        fields = config.topics[topic].fields
+        grouped, direct = [], []
+        for i, f in enumerate(self.feeds):
+            (grouped if _groupable(f, config, fields) else direct).append(i)
+        self.grouped = tuple(grouped)
+        sig_fields = sorted({name for i in grouped for name in _feed_fields(self.feeds[i], config)})
+        self.sig_fields = tuple(sig_fields)
+        self.sig_of = operator.attrgetter(*sig_fields) if sig_fields else (lambda ev: ())
+        if len(sig_fields) == 1:
+            one = self.sig_of
+            self.sig_of = lambda ev: (one(ev),)
+        self.direct_field, self.direct = _dispatch_index(
+            [self.feeds[i] for i in direct], direct, config, topic)
+        self.direct_all = tuple(direct)
         self.seen: dict[float, set[tuple[str, float]]] = {}
         self.distinct: dict[tuple[int, int, tuple[str, ...], float], set[Any]] = {}
         self.horizon = plan.horizon
 
     # -- the hot loop -------------------------------------------------------------
-    def process(self, records: Iterable[tuple[int, bytes | None, bytes | None]]) -> Batch:
-        """Aggregate ``(offset, key, value)`` records, in offset order."""
+    def process(self, records: Sequence[Any]) -> Batch:
+        """Aggregate records (``.offset``, ``.key``, ``.value``: a :class:`Record` or an
+        aiokafka ``ConsumerRecord``), in offset order."""
         batch = Batch()
         parts = batch.parts
         ops = self.plan.ops
         windows = self.windows
-        nwin = len(windows)
         grace = self.grace
-        cap_label = self.cap.label
-        feed_win = self.feed_win
-        dispatch = self.dispatch
-        dget = operator.attrgetter(self.dispatch_field) if self.dispatch_field else None
-        all_feeds = tuple(range(len(self.feeds)))
+        single = len(windows) == 1
+        w0 = windows[0] if windows else 60.0
         feeds = self.feeds
+        feed_win = self.feed_win
+        direct = self.direct
+        dget = operator.attrgetter(self.direct_field) if self.direct_field else None
+        direct_all = self.direct_all
+        sig_of = self.sig_of
+        groups: dict[tuple[Any, ...], int] = {}
         sessions = self.sessions
         session_win = self.session_win
         seen = self.seen
@@ -147,26 +174,31 @@ class PartitionAggregator:
         id_of = self.id_of
         wm = self.wm
         n = 0
-        for offset, key, raw in records:
-            if batch.first < 0:
-                batch.first = offset
-            batch.last = offset
-            ev = decode(raw)
+        for rec in records:
+            ev = decode(rec.value)
             if type(ev) is Invalid:
-                batch.invalid.append((offset, key, raw, ev))
+                batch.invalid.append((rec.offset, rec.key, rec.value, ev))
                 continue
             n += 1
             ts = time_of(ev)
-            starts = [ts // w * w for w in windows]
-            late = [wm >= starts[i] + windows[i] + grace for i in range(nwin)]
             prev_wm = wm
             if ts > wm:
                 wm = ts
-            if all(late):
-                batch.late += 1
-                continue
-            if any(late):
-                batch.late += 1  # late for the shorter windows only
+            if single:
+                start = ts // w0 * w0
+                if prev_wm >= start + w0 + grace:
+                    batch.late += 1
+                    continue
+                starts: tuple[float, ...] = (start,)
+                late: tuple[bool, ...] = (False,)
+            else:
+                starts = tuple([ts // w * w for w in windows])
+                late = tuple([prev_wm >= s + w + grace for s, w in zip(starts, windows)])
+                if all(late):
+                    batch.late += 1
+                    continue
+                if any(late):
+                    batch.late += 1  # late for the shorter windows only
             if id_of is not None:
                 bucket = ts // max_w
                 ident = (id_of(ev), ts)
@@ -177,27 +209,55 @@ class PartitionAggregator:
                     batch.duplicates += 1
                     continue
                 bucket_set.add(ident)
-            selected = dispatch.get(dget(ev), all_feeds) if dget is not None else all_feeds
-            for fi in selected:
-                f = feeds[fi]
-                wi = feed_win[fi]
-                if late[wi] or not f.filter(ev):
-                    continue
-                labels = tuple([cap_label(d, getattr(ev, d)) for d in f.dims])
-                pkey = (f.metric, labels, starts[wi])
-                acc = parts.get(pkey)
-                if acc is None:
-                    acc = parts[pkey] = new_acc(ops[f.metric])
-                acc[-1] += 1
-                self._accumulate(f, acc, ev, pkey)
+            gkey = (starts, late, sig_of(ev))
+            groups[gkey] = groups.get(gkey, 0) + 1
+            if direct_all:
+                for fi in (direct.get(dget(ev), direct_all) if dget is not None else direct_all):
+                    f = feeds[fi]
+                    wi = feed_win[fi]
+                    if late[wi] or not f.filter(ev):
+                        continue
+                    pkey = (f.metric, self._labels(f, ev), starts[wi])
+                    acc = parts.get(pkey)
+                    if acc is None:
+                        acc = parts[pkey] = new_acc(ops[f.metric])
+                    acc[-1] += 1
+                    self._accumulate(f, acc, ev, pkey)
             if sessions is not None and not late[session_win]:
                 sessions.observe(ev, ts, prev_wm, parts)
+        if records:
+            batch.first = records[0].offset
+            batch.last = records[-1].offset
         self.wm = wm
         batch.events = n
+        self._count_groups(groups, parts)
         if sessions is not None:
             sessions.resolve(wm, parts)
         self._expire(wm)
         return batch
+
+    def _count_groups(self, groups: dict[tuple[Any, ...], int], parts: dict) -> None:
+        """Apply the counting feeds once per (windows, lateness, signature) group."""
+        feeds, feed_win, ops = self.feeds, self.feed_win, self.plan.ops
+        fields = self.sig_fields
+        for (starts, late, sig), count in groups.items():
+            proxy = _Proxy()
+            proxy.__dict__.update(zip(fields, sig))
+            for fi in self.grouped:
+                f = feeds[fi]
+                wi = feed_win[fi]
+                if late[wi] or not f.filter(proxy):
+                    continue
+                pkey = (f.metric, self._labels(f, proxy), starts[wi])
+                acc = parts.get(pkey)
+                if acc is None:
+                    acc = parts[pkey] = new_acc(ops[f.metric])
+                acc[f.comp] += count
+                acc[-1] += count
+
+    def _labels(self, f: Feed, ev: Any) -> tuple[str, ...]:
+        label = self.cap.label
+        return tuple([label(d, getattr(ev, d)) for d in f.dims])
 
     def _accumulate(self, f: Feed, acc: list[Any], ev: Any, pkey: PartKey) -> None:
         op = f.op
@@ -244,8 +304,36 @@ class PartitionAggregator:
                 del self.distinct[dkey]
 
 
+class _Proxy:
+    """Stands in for the events of one signature group: the signature fields as attributes."""
+
+
+def _feed_fields(f: Feed, config: Config) -> set[str]:
+    comp = config.metrics[f.metric].components()[f.comp]
+    out = set(f.dims) | set(comp.filter)
+    for cond in comp.filter.values():
+        if isinstance(cond, dict):
+            out |= {v for k, v in cond.items() if k.endswith("_field")}
+    return out
+
+
+def _groupable(f: Feed, config: Config, fields: dict[str, Any]) -> bool:
+    """A count whose fields are all enums or capped dimensions, compared to constants."""
+    if f.op != COUNT:
+        return False
+    comp = config.metrics[f.metric].components()[f.comp]
+    for name, cond in comp.filter.items():
+        if fields[name].type in ("number", "integer", "timestamp"):
+            return False
+        if isinstance(cond, dict) and any(k.endswith("_field") for k in cond):
+            return False
+        if fields[name].enum is None and not (isinstance(cond, dict) and set(cond) == {"exists"}):
+            return False
+    return all(fields[d].type in ("string", "boolean") for d in f.dims)
+
+
 def _dispatch_index(
-    feeds: tuple[Feed, ...], config: Config, topic: str
+    feeds: list[Feed], indices: list[int], config: Config, topic: str
 ) -> tuple[str | None, dict[Any, tuple[int, ...]]]:
     """Index feeds by the field that most of their filters pin to values (eq / in)."""
     pins: list[dict[str, frozenset[Any]]] = []
@@ -275,5 +363,6 @@ def _dispatch_index(
         return None, {}
     index: dict[Any, tuple[int, ...]] = {}
     for value in fspec.enum:
-        index[value] = tuple(i for i, p in enumerate(pins) if best not in p or value in p[best])
+        index[value] = tuple(indices[i] for i, p in enumerate(pins)
+                             if best not in p or value in p[best])
     return best, index

@@ -1,0 +1,158 @@
+"""Benchmarks: figures printed with the baseline measured in the same run.
+
+``throughput`` pre-produces simulator events to an embedded broker, then
+measures (a) raw aiokafka ``getmany`` + ``orjson.loads`` and (b) the full
+pipeline in one ``shoppulse worker`` process (from its first to its last
+consumed event, read off its /metrics), several runs each, and prints medians.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import orjson
+import psutil
+
+from shoppulse.streams.broker import EmbeddedBroker, free_port
+from shoppulse.streams.config import DEFAULT_PATH, load_config
+from shoppulse.streams.producer import produce_async
+from shoppulse.streams.topics import ensure_topics
+
+BENCH_START = 1_767_261_600.0
+
+
+def _events(n: int, seed: int = 3) -> list[Any]:
+    from shoppulse.streams.simulator import Simulator
+
+    sim = Simulator(seed=seed, rate=300.0, start=BENCH_START)
+    out: list[Any] = []
+    for ev in sim.events(float("inf")):
+        out.append(ev)
+        if len(out) >= n:
+            break
+    return out
+
+
+async def _raw(bootstrap: str, topics: list[str], n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024,
+                                fetch_max_bytes=32 * 1024 * 1024)
+    await consumer.start()
+    try:
+        seen = 0
+        t0 = None
+        while seen < n:
+            data = await consumer.getmany(timeout_ms=1000, max_records=20000)
+            if t0 is None and data:
+                t0 = time.perf_counter()
+            for msgs in data.values():
+                for m in msgs:
+                    orjson.loads(m.value)
+                seen += len(msgs)
+        return seen / (time.perf_counter() - (t0 or time.perf_counter()))
+    finally:
+        await consumer.stop()
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def _sum(text: str, name: str) -> float:
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def _pipeline(broker: EmbeddedBroker, n: int, app: str) -> dict[str, float]:
+    port = free_port()
+    env = {**os.environ, "SHOPPULSE_APP": app}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoppulse.agents.cli", "worker", "--broker", broker.url,
+         "--config", str(DEFAULT_PATH), "--web-port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    t_first = t_last = None
+    consumed = 0.0
+    points = 0.0
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            peak = max(peak, ps.memory_info().rss)
+            try:
+                text = _scrape(port)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            consumed = _sum(text, "shoppulse_events_total") + _sum(
+                text, "shoppulse_events_invalid_total")
+            now = time.perf_counter()
+            if consumed > 0 and t_first is None:
+                t_first = now
+            if consumed >= n:
+                t_last = t_last or now
+                points = _sum(text, "shoppulse_metric_points_total")
+                if points > 0 and now - t_last > 8:  # windows close once the input idles
+                    break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(20)
+    if t_first is None or t_last is None:
+        raise RuntimeError(f"pipeline consumed {consumed:.0f} of {n} events")
+    # the first scrape that sees events is up to one poll late: count the events before it
+    return {"eps": n / max(t_last - t_first, 1e-9), "rss_mb": peak / 2**20, "points": points}
+
+
+def throughput(*, events: int = 300_000, runs: int = 3, as_json: bool = False) -> dict[str, Any]:
+    say = (lambda *a: None) if as_json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    with EmbeddedBroker() as broker:
+        cfg = ensure_topics(load_config(DEFAULT_PATH, env={}), broker.bootstrap)
+        say(f"generating {events} simulator events ...")
+        evs = _events(events)
+        partitions = {t: s.partitions for t, s in cfg.topics.items()}
+        asyncio.run(produce_async(broker.bootstrap, evs, partitions))
+        del evs
+        raw, pipe = [], []
+        for i in range(runs):
+            raw.append(asyncio.run(_raw(broker.bootstrap, list(cfg.topics), events)))
+            say(f"run {i + 1}: raw aiokafka getmany + orjson.loads: {raw[-1]:,.0f} events/s")
+            pipe.append(_pipeline(broker, events, f"bench{i}{os.getpid()}"))
+            say(f"run {i + 1}: full pipeline, one worker: {pipe[-1]['eps']:,.0f} events/s, "
+                f"peak RSS {pipe[-1]['rss_mb']:.0f} MB, {pipe[-1]['points']:.0f} points")
+    result = {
+        "raw_eps": statistics.median(raw),
+        "pipeline_eps": statistics.median(p["eps"] for p in pipe),
+        "peak_rss_mb": max(p["rss_mb"] for p in pipe),
+        "events": events,
+        "points": statistics.median(p["points"] for p in pipe),
+        "runs": runs,
+    }
+    result["ratio"] = result["pipeline_eps"] / result["raw_eps"]
+    if as_json:
+        print(orjson.dumps(result).decode())
+    else:
+        print(f"events {events}, medians of {runs} runs:")
+        print(f"  raw aiokafka getmany + orjson.loads  {result['raw_eps']:>12,.0f} events/s")
+        print(f"  full pipeline (one worker)           {result['pipeline_eps']:>12,.0f} events/s")
+        print(f"  ratio pipeline / raw                 {result['ratio']:>12.3f}")
+        print(f"  peak RSS of the worker               {result['peak_rss_mb']:>12.0f} MB")
+        print(f"  metric points emitted                {result['points']:>12,.0f}")
+    return result
+
+
+def detect(*, days: float = 3.0, as_json: bool = False, seed: int = 7) -> dict[str, Any]:
+    from shoppulse.agents.detect_bench import run_detect_bench
+
+    return run_detect_bench(days=days, as_json=as_json, seed=seed)
