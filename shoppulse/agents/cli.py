@@ -15,7 +15,9 @@ import click
 
 from shoppulse.streams.config import ConfigError, load_config
 
-BROKER_HELP = "embedded (default: start Tansu on loopback) or kafka://host:port; env SHOPPULSE_BROKER"
+BROKER_HELP = (
+    "embedded (default: start Tansu on loopback) or kafka://host:port; env SHOPPULSE_BROKER"
+)
 
 
 def _config(path: str | None, broker: str | None = None):
@@ -101,7 +103,7 @@ def simulate(broker, config_path, seed, rate, speed, duration, start, incidents,
     """Produce realistic shop traffic (clicks, orders, logistics) with incidents."""
     from shoppulse.streams.config import parse_duration
     from shoppulse.streams.producer import produce_events
-    from shoppulse.streams.simulator import Simulator, write_ground_truth, write_jsonl
+    from shoppulse.streams.simulator import write_ground_truth, write_jsonl
 
     sim = _simulator(seed, rate, start, incidents)
     span = parse_duration(duration)

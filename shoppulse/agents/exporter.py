@@ -10,6 +10,7 @@ are the metric's dimensions, capped by ``cardinality_cap``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -68,9 +69,7 @@ class Exporter:
         for metric, labels in self.owner.pop(dest, set()):
             gauge = self.gauges[metric]
             if labels:
-                try:
+                with contextlib.suppress(KeyError):
                     gauge.remove(*labels)
-                except KeyError:
-                    pass
             else:
                 gauge.clear()

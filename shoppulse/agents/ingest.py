@@ -24,8 +24,8 @@ import logging
 import math
 import time
 import zlib
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -335,108 +335,102 @@ class Ingest(Service):
 
     # -- rebalancing --------------------------------------------------------------
     async def assign(self, assigned: set[TopicPartition]) -> None:
+        """Restore newly assigned partitions from their checkpoints, then seek."""
         assert self.consumer is not None
-        fresh = [tp for tp in assigned if tp not in self.parts]
+        fresh = sorted(tp for tp in assigned if tp not in self.parts)
         if not fresh:
             return
         committed = await self.consumer._coordinator.fetch_committed_offsets(fresh)
-        checkpoints = await self._checkpoints(fresh)
-        for tp in fresh:
-            agg = PartitionAggregator(self.config, self.plan, tp.topic, self.decoders[tp.topic],
-                                      self.cap)
-            st = PartitionState(agg=agg)
-            meta = checkpoints.get(tp)
-            om = committed.get(tp)
-            if meta is not None:
-                offset = meta["offset"]
-                await self._restore(tp, st, offset, meta)
-            else:
-                offset = om.offset if om is not None and om.offset >= 0 else 0
-            st.next_offset = offset
-            st.checkpoints.append((offset, agg.wm))
-            self.parts[tp] = st
-            self.consumer.seek(tp, offset)
-            log.info("ingest: %s[%d] from offset %d (wm %s, skip %s)", tp.topic, tp.partition,
-                     offset, agg.wm, st.skip)
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                  auto_offset_reset="earliest",
+                                  max_partition_fetch_bytes=4 * 1024 * 1024)
+        await reader.start()
+        try:
+            checkpoints = await self._checkpoints(reader, fresh)
+            partials = await self._recent_partials(reader, checkpoints)
+            for tp in fresh:
+                agg = PartitionAggregator(self.config, self.plan, tp.topic,
+                                          self.decoders[tp.topic], self.cap)
+                st = PartitionState(agg=agg)
+                meta = checkpoints.get(tp)
+                if meta is not None:
+                    offset = meta["offset"]
+                    await self._restore(reader, tp, st, offset, meta, partials)
+                else:
+                    om = committed.get(tp)
+                    offset = om.offset if om is not None and om.offset >= 0 else 0
+                st.next_offset = offset
+                st.checkpoints.append((offset, agg.wm))
+                self.parts[tp] = st
+                self.consumer.seek(tp, offset)
+                log.info("ingest: %s[%d] from offset %d (watermark %s, already sent %s)",
+                         tp.topic, tp.partition, offset, agg.wm, st.skip)
+        finally:
+            await reader.stop()
 
-    async def _checkpoints(self, tps: list[TopicPartition]) -> dict[TopicPartition, Any]:
+    async def _checkpoints(
+        self, reader: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, Any]:
         """The latest checkpoint of each partition, reading the checkpoint topic backwards."""
         wanted = {f"{tp.topic}:{tp.partition}".encode(): tp for tp in tps}
         found: dict[TopicPartition, Any] = {}
         ctp = TopicPartition(self.checkpoint_topic, 0)
-        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await reader.start()
-        try:
-            reader.assign([ctp])
-            end = (await reader.end_offsets([ctp]))[ctp]
-            chunk = 2000
-            while end > 0 and len(found) < len(wanted):
-                start = max(0, end - chunk)
-                reader.seek(ctp, start)
-                latest: dict[bytes, Any] = {}
-                pos = start
-                while pos < end:
-                    got = await reader.getmany(ctp, timeout_ms=1000, max_records=chunk)
-                    for m in got.get(ctp, []):
-                        pos = m.offset + 1
-                        if m.offset < end and m.key in wanted:
-                            latest[m.key] = m.value
-                for key, value in latest.items():
-                    found.setdefault(wanted[key], orjson.loads(value))
-                end = start
-        finally:
-            await reader.stop()
+        end = (await reader.end_offsets([ctp]))[ctp]
+        chunk = 5000
+        while end > 0 and len(found) < len(wanted):
+            start = max(0, end - chunk)
+            latest: dict[bytes, bytes] = {}
+            async for m in _read_range(reader, ctp, start, end):
+                if m.key in wanted:
+                    latest[m.key] = m.value
+            for key, value in latest.items():
+                found.setdefault(wanted[key], orjson.loads(value))
+            end = start
         return found
 
-    async def _restore(
-        self, tp: TopicPartition, st: PartitionState, offset: int, meta: dict[str, Any]
-    ) -> None:
-        st.agg.wm = _infinite(meta["rwm"])
-        st.checkpoints.append((meta["r"], st.agg.wm))
-        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                  max_partition_fetch_bytes=4 * 1024 * 1024)
-        await reader.start()
-        try:
-            if meta["r"] < offset:  # replay silently: state only, nothing is sent
-                reader.assign([tp])
-                reader.seek(tp, meta["r"])
-                pos = meta["r"]
-                while pos < offset:
-                    got = await reader.getmany(tp, timeout_ms=1000, max_records=20000)
-                    recs = [m for m in got.get(tp, []) if m.offset < offset]
-                    if not got:
-                        continue
-                    if recs:
-                        st.agg.process(recs)
-                    pos = got[tp][-1].offset + 1
-            st.agg.wm = max(st.agg.wm, _infinite(meta["wm"]))
-            st.skip = await self._sent_past(reader, tp, offset, meta.get("pe", []))
-        finally:
-            await reader.stop()
-
-    async def _sent_past(
-        self, reader: AIOKafkaConsumer, tp: TopicPartition, offset: int, starts: list[int]
-    ) -> dict[int, int]:
-        """Per destination, the last source offset of ``tp`` already in the partials topic."""
+    async def _recent_partials(
+        self, reader: AIOKafkaConsumer, checkpoints: dict[TopicPartition, Any]
+    ) -> list[tuple[int, list[dict[str, Any]]]]:
+        """Partials sections sent since the oldest of these checkpoints, per destination."""
+        if not checkpoints:
+            return []
+        out = []
         dests = [TopicPartition(self.partials_topic, d) for d in range(self.n_dest)]
         ends = await reader.end_offsets(dests)
-        reader.assign(dests)
-        sent: dict[int, int] = {}
         for dtp in dests:
-            start = starts[dtp.partition] if dtp.partition < len(starts) else 0
-            if start >= ends[dtp]:
-                continue
-            reader.seek(dtp, start)
-            pos = start
-            while pos < ends[dtp]:
-                got = await reader.getmany(dtp, timeout_ms=1000, max_records=5000)
-                for m in got.get(dtp, []):
-                    pos = m.offset + 1
-                    for sec in orjson.loads(m.value)["sources"]:
-                        if (sec["topic"] == tp.topic and sec["partition"] == tp.partition
-                                and sec["last"] >= offset):
-                            sent[dtp.partition] = max(sent.get(dtp.partition, -1), sec["last"])
-        return sent
+            starts = [cp["pe"][dtp.partition] for cp in checkpoints.values()
+                      if dtp.partition < len(cp.get("pe", []))]
+            start = min(starts) if len(starts) == len(checkpoints) else 0
+            async for m in _read_range(reader, dtp, start, ends[dtp]):
+                out.append((dtp.partition, orjson.loads(m.value)["sources"]))
+        return out
+
+    async def _restore(
+        self,
+        reader: AIOKafkaConsumer,
+        tp: TopicPartition,
+        st: PartitionState,
+        offset: int,
+        meta: dict[str, Any],
+        partials: list[tuple[int, list[dict[str, Any]]]],
+    ) -> None:
+        """Replay [rebuild point, checkpoint) silently; note what was sent past it."""
+        st.agg.wm = _infinite(meta["rwm"])
+        st.checkpoints.append((meta["r"], st.agg.wm))
+        batch: list[Any] = []
+        async for m in _read_range(reader, tp, meta["r"], offset):
+            batch.append(m)
+            if len(batch) >= 20000:
+                st.agg.process(batch)
+                batch = []
+        if batch:
+            st.agg.process(batch)
+        st.agg.wm = max(st.agg.wm, _infinite(meta["wm"]))
+        for dest, sections in partials:
+            for sec in sections:
+                if (sec["topic"] == tp.topic and sec["partition"] == tp.partition
+                        and sec["last"] >= offset):
+                    st.skip[dest] = max(st.skip.get(dest, -1), sec["last"])
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
@@ -460,6 +454,32 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.ingest.lock:
             await self.ingest.assign(set(assigned))
+
+
+async def _read_range(
+    reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, stall: float = 10.0
+):
+    """Records of ``tp`` with offsets in [start, end); gives up (logged) if the broker stalls."""
+    if start >= end:
+        return
+    reader.assign([tp])
+    reader.seek(tp, start)
+    last_progress = time.monotonic()
+    pos = start
+    while pos < end:
+        got = (await reader.getmany(tp, timeout_ms=500, max_records=20000)).get(tp, [])
+        if not got:
+            if time.monotonic() - last_progress > stall:
+                log.warning("ingest restore: %s[%d] stalled at %d of [%d, %d)", tp.topic,
+                            tp.partition, pos, start, end)
+                return
+            continue
+        last_progress = time.monotonic()
+        for m in got:
+            if m.offset >= end:
+                return
+            pos = m.offset + 1
+            yield m
 
 
 def _finite(x: float) -> float | None:

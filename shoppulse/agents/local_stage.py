@@ -193,7 +193,7 @@ class PartitionAggregator:
                 late: tuple[bool, ...] = (False,)
             else:
                 starts = tuple([ts // w * w for w in windows])
-                late = tuple([prev_wm >= s + w + grace for s, w in zip(starts, windows)])
+                late = tuple([prev_wm >= s + w + grace for s, w in zip(starts, windows, strict=False)])
                 if all(late):
                     batch.late += 1
                     continue
@@ -242,7 +242,7 @@ class PartitionAggregator:
         fields = self.sig_fields
         for (starts, late, sig), count in groups.items():
             proxy = _Proxy()
-            proxy.__dict__.update(zip(fields, sig))
+            proxy.__dict__.update(zip(fields, sig, strict=False))
             for fi in self.grouped:
                 f = feeds[fi]
                 wi = feed_win[fi]
@@ -264,7 +264,7 @@ class PartitionAggregator:
         c = f.comp
         if op == COUNT:
             acc[c] += 1
-        elif op == SUM or op == VALUES:
+        elif op in (SUM, VALUES):
             v = getattr(ev, f.field)  # type: ignore[arg-type]
             if f.minus is not None:
                 v = v - getattr(ev, f.minus)
@@ -273,7 +273,7 @@ class PartitionAggregator:
                 acc[c] += scaled
             else:
                 acc[c].append(scaled)
-        elif op == KEY_DISTINCT or op == DISTINCT:
+        elif op in (KEY_DISTINCT, DISTINCT):
             v = getattr(ev, f.field)  # type: ignore[arg-type]
             if v is UNSET:
                 return

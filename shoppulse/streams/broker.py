@@ -137,7 +137,8 @@ class EmbeddedBroker:
             self.stop()
             raise
         if self.process.poll() is not None:
-            raise BrokerError(f"tansu exited with {self.process.returncode} (port {self.port} taken?)")
+            code = self.process.returncode
+            raise BrokerError(f"tansu exited with {code} (port {self.port} taken?)")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -91,7 +91,8 @@ def json_schema(spec: TopicSpec) -> dict[str, Any]:
 
 def _bounds(f: FieldSpec) -> tuple[float | None, float | None]:
     if f.type == "timestamp":
-        return (TIMESTAMP_MIN if f.min is None else f.min, TIMESTAMP_MAX if f.max is None else f.max)
+        lo = TIMESTAMP_MIN if f.min is None else f.min
+        return lo, TIMESTAMP_MAX if f.max is None else f.max
     return f.min, f.max
 
 
@@ -148,7 +149,8 @@ def _json_error(raw: bytes, exc: Exception) -> Invalid:
     match = _NONFINITE.search(raw)
     if match:
         field = match.group(1).decode(errors="replace")
-        return Invalid("not_finite", field, f"{field} is NaN or infinite; JSON numbers must be finite")
+        msg = f"{field} is NaN or infinite; JSON numbers must be finite"
+        return Invalid("not_finite", field, msg)
     return Invalid("bad_json", None, f"not valid JSON: {exc}")
 
 

@@ -8,6 +8,7 @@ stage needs to know every source partition to close a window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -30,10 +31,8 @@ async def _ensure(bootstrap: str, wanted: dict[str, int]) -> dict[str, int]:
                         t.rsplit(".", 1)[-1] in COMPACTED else {})
                for t, n in wanted.items() if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
         meta = await admin.describe_topics(list(wanted))
         return {m["topic"]: len(m["partitions"]) for m in meta if m.get("partitions")}
     finally:
@@ -46,7 +45,8 @@ def ensure_topics(config: Config, bootstrap: str) -> Config:
     wanted |= {config.topic_name(role): n for role, n in INTERNAL_PARTITIONS.items()}
     actual = asyncio.run(_ensure(bootstrap, wanted))
     topics = {
-        t: TopicSpec.model_validate({**spec.model_dump(), "partitions": actual.get(t, spec.partitions)})
+        t: TopicSpec.model_validate(
+            {**spec.model_dump(), "partitions": actual.get(t, spec.partitions)})
         for t, spec in config.topics.items()
     }
     return config.model_copy(update={"topics": topics})
