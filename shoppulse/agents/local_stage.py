@@ -193,7 +193,8 @@ class PartitionAggregator:
                 late: tuple[bool, ...] = (False,)
             else:
                 starts = tuple([ts // w * w for w in windows])
-                late = tuple([prev_wm >= s + w + grace for s, w in zip(starts, windows, strict=False)])
+                late = tuple([prev_wm >= s + w + grace
+                              for s, w in zip(starts, windows, strict=True)])
                 if all(late):
                     batch.late += 1
                     continue

@@ -1,0 +1,133 @@
+"""``shoppulse demo``: embedded broker, simulator and worker, with a live terminal view.
+
+The worker and the simulator run as child processes (the same commands an
+operator would run by hand); the view reads nothing but the worker's /metrics,
+so what it shows is exactly what Prometheus would scrape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from shoppulse.streams.broker import EmbeddedBroker
+
+#: What the view shows per board: (title, metric name) of the shoppulse gauges.
+BOARD = [
+    ("Funnel", ["shoppulse_ctr_ratio", "shoppulse_bounce_ratio", "shoppulse_add_to_cart_ratio",
+                "shoppulse_checkout_ratio", "shoppulse_conversion_ratio"]),
+    ("Orders", ["shoppulse_orders_total", "shoppulse_gmv", "shoppulse_average_order_value",
+                "shoppulse_payment_success_ratio", "shoppulse_cancel_ratio"]),
+    ("Logistics", ["shoppulse_on_time_delivery_ratio", "shoppulse_delay_ratio",
+                   "shoppulse_dispatch_latency_p50_seconds"]),
+    ("Anomalies", ["shoppulse_anomaly_score"]),
+]
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(url, timeout=2) as r:
+        text = r.read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[s.name].append((s.labels, s.value))
+    return out
+
+
+def _total(samples: dict, name: str, by: str | None = None) -> dict[str, float]:
+    agg: dict[str, float] = defaultdict(float)
+    for labels, value in samples.get(name, []):
+        agg[labels.get(by, "") if by else ""] += value
+    return agg
+
+
+def render(samples: dict, prev: dict, dt: float, url: str, started: float) -> Group:
+    events = _total(samples, "shoppulse_events_total", "topic")
+    before = _total(prev, "shoppulse_events_total", "topic")
+    invalid = _total(samples, "shoppulse_events_invalid_total", "topic")
+    late = _total(samples, "shoppulse_late_events_total", "topic")
+    head = Table(title=f"shoppulse demo - metrics on {url} - up {time.time() - started:.0f}s",
+                 expand=True)
+    for col in ("topic", "events/s", "events", "invalid", "late"):
+        head.add_column(col, justify="right" if col != "topic" else "left")
+    for topic in sorted(events):
+        rate = (events[topic] - before.get(topic, 0.0)) / dt if dt > 0 else 0.0
+        head.add_row(topic, f"{rate:,.0f}", f"{events[topic]:,.0f}",
+                     f"{invalid.get(topic, 0):,.0f}", f"{late.get(topic, 0):,.0f}")
+    boards = []
+    for title, names in BOARD:
+        t = Table(title=title, expand=True)
+        t.add_column("metric")
+        t.add_column("series")
+        t.add_column("last window", justify="right")
+        for name in names:
+            rows = sorted(samples.get(name, []), key=lambda lv: sorted(lv[0].items()))[:4]
+            for labels, value in rows:
+                series = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                t.add_row(name.removeprefix("shoppulse_"), series, f"{value:,.3f}")
+        boards.append(t)
+    return Group(head, *boards)
+
+
+def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[str],
+             duration: float | None) -> None:
+    console = Console()
+    env = {**os.environ, "SHOPPULSE_WINDOWS__SIZE": os.environ.get(
+        "SHOPPULSE_WINDOWS__SIZE", "10s")}
+    procs: list[subprocess.Popen[bytes]] = []
+    with EmbeddedBroker() as broker:
+        console.print(f"embedded Kafka (Tansu) on {broker.url}")
+        cmd = [sys.executable, "-m", "shoppulse.agents.cli"]
+        logs = open("shoppulse-demo.log", "ab")  # noqa: SIM115
+        try:
+            procs.append(subprocess.Popen(
+                [*cmd, "worker", "--broker", broker.url, "--config", config_path,
+                 "--web-port", str(web_port)], env=env, stdout=logs, stderr=logs,
+                start_new_session=True))
+            sim = [*cmd, "simulate", "--broker", broker.url, "--config", config_path,
+                   "--rate", str(rate), "--speed", "1", "--duration", "30d"]
+            for spec in incidents:
+                sim += ["--incident", spec]
+            procs.append(subprocess.Popen(sim, env=env, stdout=logs, stderr=logs,
+                                          start_new_session=True))
+            url = f"http://127.0.0.1:{web_port}/metrics"
+            console.print(f"worker metrics on {url}; incidents: {', '.join(incidents) or '-'}")
+            console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
+            started = time.time()
+            prev: dict = {}
+            t_prev = time.monotonic()
+            with Live(console=console, refresh_per_second=1, screen=False) as live:
+                while duration is None or time.time() - started < duration:
+                    for p in procs:
+                        if p.poll() is not None:
+                            raise SystemExit(f"{p.args[3]} exited with {p.returncode}; "
+                                             "see shoppulse-demo.log")
+                    with contextlib.suppress(OSError):
+                        samples = scrape(url)
+                        now = time.monotonic()
+                        live.update(render(samples, prev, now - t_prev, url, started))
+                        prev, t_prev = samples, now
+                    time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopping ...")
+        finally:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+            logs.close()
