@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 
@@ -85,6 +86,15 @@ def test_replay_equals_oracle(broker, config, workers):
     metrics = _scrape(w.metrics_url)
     assert "shoppulse_late_events_total" in metrics
     assert "shoppulse_conversion_ratio{" in metrics
+    check = subprocess.run(["promtool", "check", "metrics"], input=metrics.encode(),
+                           capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def _series(text: str) -> set[str]:
+    """The metric series (gauge lines) a worker exports."""
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines()
+            if line.startswith("shoppulse_") and "_ratio{" in line}
 
 
 def _scrape(url: str) -> str:
@@ -126,9 +136,15 @@ def test_two_workers_share_and_take_over(broker, config, workers):
     a.wait_web()
     b.wait_web()
     time.sleep(12)
-    both = [_scrape(x.metrics_url) for x in (a, b)]
-    # both workers carry part of the series while both run
-    assert all("shoppulse_metric_points_total{" in m for m in both), "a worker emits nothing"
+    deadline = time.monotonic() + 60
+    while True:
+        both = [_series(_scrape(x.metrics_url)) for x in (a, b)]
+        if all(both) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    # each worker exports only the series of the partitions it owns
+    assert all(both), "a worker carries no series"
+    assert not both[0] & both[1], f"series on both workers: {sorted(both[0] & both[1])[:3]}"
     a.kill()
     producer.join(120)
     expected = compute_points(config, input_records(broker.bootstrap, config))

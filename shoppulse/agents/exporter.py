@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import math
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint
+
+# ``*_created`` series double the scrape for no operator value
+disable_created_metrics()
 
 
 class Exporter:

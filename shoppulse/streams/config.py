@@ -246,8 +246,10 @@ class Config(_Model):
     def _references(self) -> Config:
         errors: list[tuple[tuple[Any, ...], str]] = []
         s = self.sessions
+        uses_sessions = any(c.session for m in self.metrics for c in m.components())
         if s.topic not in self.topics:
-            errors.append((("sessions", "topic"), f"unknown topic {s.topic!r}"))
+            if uses_sessions:
+                errors.append((("sessions", "topic"), f"unknown topic {s.topic!r}"))
         elif s.key not in self.topics[s.topic].fields:
             errors.append((("sessions", "key"), f"{s.key!r} is not a field of {s.topic!r}"))
         if s.bounce_timeout > self.windows.grace:
@@ -264,7 +266,7 @@ class Config(_Model):
                 base: tuple[Any, ...] = ("metrics", i) if part is None else ("metrics", i, part)
                 errors.extend(self._check_component(base, comp, m.dimensions))
         if errors:
-            raise _ReferenceErrors(errors)
+            raise _ReferenceErrors(list(dict.fromkeys(errors)))  # each problem once
         return self
 
     def _check_component(

@@ -1,0 +1,85 @@
+"""The embedded broker: found, started on loopback, reachable, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from shoppulse.streams.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    find_tansu,
+    parse_broker_url,
+    wait_until_ready,
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
+        return f.read().split(") ")[1][0] != "Z"
+
+
+def test_start_answers_metadata_and_stop_kills_the_process():
+    with EmbeddedBroker() as b:
+        pid = b.process.pid
+        assert b.bootstrap.startswith("127.0.0.1:")
+        wait_until_ready(b.bootstrap, timeout=5)
+    assert not _alive(pid)
+
+
+def test_broker_dies_with_a_killed_parent(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        "from shoppulse.streams.broker import EmbeddedBroker\n"
+        "b = EmbeddedBroker().start()\n"
+        "print(b.process.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    try:
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "tansu outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_explicit_binary_must_be_executable(monkeypatch, tmp_path):
+    monkeypatch.setenv("SHOPPULSE_TANSU_BIN", str(tmp_path / "missing"))
+    with pytest.raises(BrokerError, match="SHOPPULSE_TANSU_BIN"):
+        find_tansu()
+
+
+def test_wheel_binary_is_found(monkeypatch):
+    monkeypatch.delenv("SHOPPULSE_TANSU_BIN", raising=False)
+    assert find_tansu().endswith("tansu")
+
+
+@pytest.mark.parametrize("url", ["localhost:9092", "kafka://", "kafka://host", "http://h:1"])
+def test_bad_broker_urls(url):
+    with pytest.raises(BrokerError, match="kafka://host:port"):
+        parse_broker_url(url)
+
+
+def test_broker_url_with_several_hosts():
+    assert parse_broker_url("kafka://a:1,b:2") == "a:1,b:2"
+
+
+def test_unreachable_broker_is_reported():
+    with pytest.raises(BrokerError, match="did not answer"):
+        wait_until_ready("127.0.0.1:1", timeout=1)
