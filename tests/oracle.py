@@ -54,6 +54,10 @@ def _mask(df: pd.DataFrame, spec: dict[str, Any]) -> pd.Series:
                 mask &= col.isin(arg if isinstance(arg, list) else [arg])
             elif op == "exists":
                 mask &= col.notna() == bool(arg)
+            elif op in ("le", "lt", "ge", "gt", "ne"):
+                cmp = {"le": col <= arg, "lt": col < arg, "ge": col >= arg, "gt": col > arg,
+                       "ne": col != arg}[op]
+                mask &= cmp & col.notna()
             elif op.endswith("_field"):
                 other = df[arg] if arg in df else pd.Series(np.nan, index=df.index)
                 cmp = {"le": col <= other, "lt": col < other, "ge": col >= other,

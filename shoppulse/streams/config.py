@@ -252,7 +252,7 @@ class Config(_Model):
                 errors.append((("sessions", "topic"), f"unknown topic {s.topic!r}"))
         elif s.key not in self.topics[s.topic].fields:
             errors.append((("sessions", "key"), f"{s.key!r} is not a field of {s.topic!r}"))
-        if s.bounce_timeout > self.windows.grace:
+        if uses_sessions and s.bounce_timeout > self.windows.grace:
             errors.append(
                 (("sessions", "bounce_timeout"), "must not exceed windows.grace")
             )

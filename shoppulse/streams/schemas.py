@@ -21,6 +21,7 @@ Invalid(reason='missing_field', field='amount', message='amount is required but 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,6 +103,9 @@ def _annotation(f: FieldSpec) -> Any:
     else:
         base = _PY_TYPES[f.type]
         lo, hi = _bounds(f)
+        if f.type == "integer":  # msgspec wants integer bounds for integer fields
+            lo = None if lo is None else math.ceil(lo)
+            hi = None if hi is None else math.floor(hi)
         meta = {k: v for k, v in (("ge", lo), ("le", hi), ("max_length", f.max_length))
                 if v is not None}
         if meta:
