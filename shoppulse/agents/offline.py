@@ -69,8 +69,7 @@ def run_offline(
                 yield from points
                 stage.mark_emitted(wkey)
 
-    n = 0
-    for ev in events:
+    for n, ev in enumerate(events, 1):
         spec = config.topics[ev.topic]
         key = ev.key.encode() if isinstance(ev.key, str) else ev.key
         part = partitioner(key, list(range(spec.partitions)), list(range(spec.partitions)))
@@ -78,7 +77,6 @@ def run_offline(
         value = ev.value if isinstance(ev.value, bytes) else orjson.dumps(ev.value)
         pending[tp].append(Record(offsets[tp], key, value))
         offsets[tp] += 1
-        n += 1
         if n % batch == 0:
             yield from flush()
     yield from flush(final=True)
