@@ -90,7 +90,10 @@ def test_env_overrides(tmp_path):
 
 
 def test_bounce_timeout_cannot_exceed_grace(tmp_path):
-    text = GOOD_TOPIC + "sessions: {topic: visits, key: vid, bounce_timeout: 2m}\n"
+    text = GOOD_TOPIC + """sessions: {topic: visits, key: vid, bounce_timeout: 2m}
+metrics:
+  - {name: started, kind: session, session: started}
+"""
     _, msg = problems(tmp_path, text)
     assert "sessions.bounce_timeout: must not exceed windows.grace" in msg
 

@@ -25,6 +25,9 @@ def test_gauges_follow_points_and_leave_with_their_partition():
     assert r.get_sample_value("shoppulse_ctr_ratio", {"channel": "ads"}) == 0.05
     assert math.isnan(r.get_sample_value("shoppulse_payment_success_ratio", {"platform": "web"}))
     assert r.get_sample_value("shoppulse_metric_points_total", {"metric": "ctr"}) == 2
+    ex.observe(point("orders", {"channel": "ads"}, 7.0), dest=1)
+    ex.observe(point("orders", {"channel": "ads"}, 5.0), dest=1)
+    assert r.get_sample_value("shoppulse_orders_total", {"channel": "ads"}) == 12
     ex.forget(2)
     assert r.get_sample_value("shoppulse_ctr_ratio", {"channel": "search"}) is None
     assert r.get_sample_value("shoppulse_payment_success_ratio", {"platform": "web"}) is None

@@ -18,11 +18,13 @@ import faust
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from shoppulse.agents.detection import DetectorStage
 from shoppulse.agents.exporter import Exporter
 from shoppulse.agents.global_stage import GlobalStage
 from shoppulse.agents.ingest import Ingest
 from shoppulse.agents.plan import Plan, compile_plan
 from shoppulse.streams.config import Config
+from shoppulse.streams.records import MetricPoint
 from shoppulse.streams.topics import INTERNAL_PARTITIONS
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class Runtime:
     exporter: Exporter
     ingest: Ingest
     stage: GlobalStage
+    detection: DetectorStage
 
 
 def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, Any]:
@@ -76,6 +79,12 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     metrics_topic = app.topic(config.topic_name("metrics"),
                               partitions=INTERNAL_PARTITIONS["metrics"],
                               key_serializer="raw", value_serializer="raw")
+    anomalies_topic = app.topic(config.topic_name("anomalies"),
+                                partitions=INTERNAL_PARTITIONS["anomalies"],
+                                key_serializer="raw", value_serializer="raw")
+    models = app.Table("models", partitions=INTERNAL_PARTITIONS["metrics"], key_type=str,
+                       value_type=bytes)
+    detection = DetectorStage(config, models, exporter.registry)
     windows = app.Table("windows", partitions=n_dest, key_type=str, value_type=bytes)
     progress = app.Table("progress", partitions=n_dest, key_type=str, value_type=bytes)
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
@@ -102,13 +111,25 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                     exporter.close_delay.observe(max(0.0, now - p.window_end - plan.grace))
                 stage.mark_emitted(wkey)
 
+    @app.agent(metrics_topic, name="detect")
+    async def detect(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            verdict = detection.score(MetricPoint.loads(event.value))
+            if verdict is None:
+                continue  # a re-emitted window: learned once already
+            await anomalies_topic.send(key=event.key, value=verdict.dumps())
+            detection.observe(verdict, event.message.partition)
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         for tp in revoked:
             if tp.topic == partials.get_topic_name():
                 exporter.forget(tp.partition)
+            elif tp.topic == metrics_topic.get_topic_name():
+                detection.forget(tp.partition)
 
     setup_prometheus_sensors(app, pattern="/metrics", registry=exporter.registry,
                              name_prefix="faust")
+    exporter.rename_faust_runtime(app.monitor)
     return Runtime(app=app, config=config, plan=plan, exporter=exporter, ingest=ingest,
-                   stage=stage)
+                   stage=stage, detection=detection)

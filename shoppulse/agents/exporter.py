@@ -49,11 +49,22 @@ class Exporter:
         self.lag = Gauge(
             "shoppulse_consumer_lag_messages", "Input messages not yet consumed by this worker",
             ["topic", "partition"], registry=r)
-        self.gauges: dict[str, Gauge] = {}
+        # ``_total`` metrics are counters that grow by each closed window's count (so
+        # ``increase()`` over a window is its value); all others are gauges holding the
+        # value of the last closed window.
+        self.gauges: dict[str, Gauge | Counter] = {}
+        self.counts: set[str] = set()
         for m in config.metrics:
-            self.gauges[m.name] = Gauge(
-                m.prometheus_name, m.help or f"{m.kind} metric {m.name}, last closed window",
-                m.dimensions, registry=r)
+            if m.prometheus_unit == "total":
+                self.counts.add(m.name)
+                self.gauges[m.name] = Counter(
+                    m.prometheus_name.removesuffix("_total"),
+                    m.help or f"{m.kind} metric {m.name}, summed over closed windows",
+                    m.dimensions, registry=r)
+            else:
+                self.gauges[m.name] = Gauge(
+                    m.prometheus_name, m.help or f"{m.kind} metric {m.name}, last closed window",
+                    m.dimensions, registry=r)
         self.owner: dict[int, set[tuple[str, tuple[str, ...]]]] = {}
 
     def observe(self, point: MetricPoint, dest: int) -> None:
@@ -63,16 +74,34 @@ class Exporter:
             return
         spec_labels = tuple(point.labels.values())
         child = gauge.labels(*spec_labels) if spec_labels else gauge
-        child.set(math.nan if point.value is None else point.value)
+        if point.metric in self.counts:
+            child.inc(point.value or 0.0)
+        else:
+            child.set(math.nan if point.value is None else point.value)
         self.owner.setdefault(dest, set()).add((point.metric, spec_labels))
         self.points.labels(point.metric).inc()
+
+    def rename_faust_runtime(self, monitor: object) -> None:
+        """Faust's ``*_events_runtime_ms`` fails promtool's unit lint: serve it in seconds."""
+        metrics = monitor._metrics  # type: ignore[attr-defined]
+        self.registry.unregister(metrics.events_runtime_latency)
+        seconds = Histogram("faust_events_runtime_seconds", "Faust event processing time",
+                            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+                            registry=self.registry)
+        monitor._metrics = metrics._replace(  # type: ignore[attr-defined]
+            events_runtime_latency=_MillisToSeconds(seconds))
 
     def forget(self, dest: int) -> None:
         """The partition moved to another worker: its series leave this /metrics."""
         for metric, labels in self.owner.pop(dest, set()):
-            gauge = self.gauges[metric]
             if labels:
                 with contextlib.suppress(KeyError):
-                    gauge.remove(*labels)
-            else:
-                gauge.clear()
+                    self.gauges[metric].remove(*labels)
+
+
+class _MillisToSeconds:
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+
+    def observe(self, ms: float) -> None:
+        self.histogram.observe(ms / 1000.0)

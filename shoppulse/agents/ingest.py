@@ -229,8 +229,8 @@ class Ingest(Service):
         for tp, st in self.parts.items():
             if st.last_report == now:
                 continue
-            high = self.consumer.highwater(tp)
-            caught_up = high is None or st.next_offset >= high
+            high = self.consumer.highwater(tp)  # None until a fetch answered for tp
+            caught_up = high is not None and st.next_offset >= high
             st.idle = caught_up and now - st.last_data >= idle_after
             changed = st.idle != st.reported_idle or st.agg.wm != st.reported_wm
             if not changed and now - st.last_report < HEARTBEAT_SECONDS:
