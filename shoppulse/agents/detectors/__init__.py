@@ -1,0 +1,102 @@
+"""Online anomaly detectors for metric series: one model per series, plain code.
+
+Every detector has the same shape: ``update(ts, value, *, numerator=None,
+denominator=None) -> Verdict`` scores the point first, then learns from it. Build one with
+:func:`make_detector`; the kinds are listed in :data:`DETECTOR_KINDS`:
+
+``default``
+    seasonal forecast judged with count/ratio-aware tails (quasi-Poisson, quasi-binomial),
+    minimum effect, CUSUM persistence, protected learning — what the pipeline uses.
+``forecast``
+    the same seasonal forecast with a plain Gaussian residual (value only).
+``quantile``
+    rolling median and inter-quantile range of the last hour (no seasonality).
+``gaussian``, ``hst``
+    River's ``GaussianScorer`` and ``HalfSpaceTrees``, kept as benchmark baselines.
+
+Models are pickled (plain attributes). Store :data:`FORMAT_VERSION` beside the bytes, or
+use :func:`dump_detector` / :func:`load_detector`, and rebuild on mismatch.
+
+>>> det = make_detector("default", window=60)
+>>> v = det.update(0.0, 12.0)
+>>> v.warming_up, v.anomalous, v.detector
+(True, False, 'default')
+>>> load_detector(dump_detector(det)).update(60.0, 11.0) == det.update(60.0, 11.0)
+True
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from shoppulse.agents.detectors.base import Detector
+from shoppulse.agents.detectors.default import DefaultDetector
+from shoppulse.agents.detectors.forecast import ForecastDetector
+from shoppulse.agents.detectors.gaussian import GaussianDetector
+from shoppulse.agents.detectors.hst import HSTDetector
+from shoppulse.agents.detectors.quantile import QuantileDetector
+
+__all__ = [
+    "DETECTOR_KINDS",
+    "FORMAT_VERSION",
+    "DefaultDetector",
+    "Detector",
+    "ForecastDetector",
+    "GaussianDetector",
+    "HSTDetector",
+    "ModelFormatError",
+    "QuantileDetector",
+    "dump_detector",
+    "load_detector",
+    "make_detector",
+]
+
+FORMAT_VERSION = 1
+"""Version of the pickled-model format; bump on any change to a detector's attributes."""
+
+DETECTOR_KINDS: dict[str, type[Detector]] = {
+    "default": DefaultDetector,
+    "forecast": ForecastDetector,
+    "quantile": QuantileDetector,
+    "gaussian": GaussianDetector,
+    "hst": HSTDetector,
+}
+
+
+class ModelFormatError(ValueError):
+    """Stored model bytes that cannot be used: wrong version or unreadable. Rebuild."""
+
+
+def make_detector(kind: str = "default", **params: Any) -> Detector:
+    """A fresh detector of ``kind`` with ``params`` (see each class for its parameters)."""
+    try:
+        cls = DETECTOR_KINDS[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown detector kind {kind!r}; expected one of {sorted(DETECTOR_KINDS)}"
+        ) from None
+    return cls(**params)
+
+
+_MAGIC = b"SPD"
+
+
+def dump_detector(detector: Detector) -> bytes:
+    """Pickle ``detector`` behind a 4-byte header carrying :data:`FORMAT_VERSION`."""
+    return _MAGIC + bytes([FORMAT_VERSION]) + pickle.dumps(detector, protocol=5)
+
+
+def load_detector(data: bytes) -> Detector:
+    """Inverse of :func:`dump_detector`; raises :class:`ModelFormatError` if unusable."""
+    if len(data) < 4 or data[:3] != _MAGIC:
+        raise ModelFormatError("not a shoppulse detector model")
+    if data[3] != FORMAT_VERSION:
+        raise ModelFormatError(f"model format {data[3]}, expected {FORMAT_VERSION}")
+    try:
+        obj = pickle.loads(data[4:])
+    except Exception as exc:  # any unpickling failure means "rebuild"
+        raise ModelFormatError(f"cannot unpickle model: {exc}") from exc
+    if not isinstance(obj, Detector):
+        raise ModelFormatError(f"not a detector: {type(obj).__name__}")
+    return obj

@@ -1,0 +1,146 @@
+"""The shape every detector shares: input rules, warm-up and the Verdict it returns.
+
+Why a base class: the contract (score first, then learn; what happens to NaN; what
+warm-up means) must be identical for every kind, or the benchmark and the agent would
+have to special-case them. Subclasses implement only :meth:`Detector._step`.
+
+Input rules, the same for every kind:
+
+- ``ts`` is the start of the point's window, in epoch seconds (event time).
+- A point whose ``ts`` or ``value`` is ``None``, NaN or ±inf is *not judged and not
+  learned*: the verdict has ``score=0``, ``anomalous=False``, no expected band, and
+  ``warming_up`` as it was. Missing windows therefore never alarm by themselves (a
+  ``count`` series reports 0, not ``None``, for an empty window).
+- ``numerator``/``denominator`` are used only when both are finite, ``denominator > 0``
+  and ``numerator >= 0``; otherwise the point counts as value-only. A detector that
+  needs them (a ratio series) treats a value-only point like a missing one.
+- Points are expected in event-time order; nothing breaks if one is late, it is simply
+  scored at its own time of day.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from shoppulse.streams.records import Verdict
+
+Step = tuple[float, float | None, float | None, float | None, bool, bool]
+"""What :meth:`Detector._step` returns: score, expected, lower, upper, alarm, learned."""
+
+
+def finite(x: Any) -> float | None:
+    """``float(x)`` if it is a finite number, else ``None`` (covers None, NaN, ±inf, junk)."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+class Detector:
+    """Base of all detectors: ``update(ts, value, numerator=, denominator=) -> Verdict``.
+
+    Parameters common to every kind:
+
+    window
+        Seconds covered by one point (the metric's window), default 60.
+    period
+        Seconds of one season (default 86 400: the daily rhythm).
+    warmup
+        Seconds of valid points during which the verdict says ``warming_up=True`` and is
+        never anomalous (default 1 800, i.e. 30 points of 60 s). Counted in points:
+        ``ceil(warmup / window)``, so gaps in the data do not end the warm-up early.
+    seed
+        Seed for detectors that use randomness; accepted (and ignored) by the others so
+        that every kind can be built with the same parameters.
+    """
+
+    kind: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        *,
+        window: float = 60.0,
+        period: float = 86400.0,
+        warmup: float = 1800.0,
+        seed: int | None = None,
+    ) -> None:
+        if not window > 0 or not period > 0 or not warmup >= 0:
+            raise ValueError("window and period must be > 0 and warmup >= 0")
+        self.window = float(window)
+        self.period = float(period)
+        self.warmup = float(warmup)
+        self.seed = seed
+        self.n_learned = 0
+
+    @property
+    def warmup_points(self) -> int:
+        """Number of valid points the warm-up lasts."""
+        return math.ceil(self.warmup / self.window)
+
+    @property
+    def warming_up(self) -> bool:
+        return self.n_learned < self.warmup_points
+
+    def update(
+        self,
+        ts: float,
+        value: float | None,
+        *,
+        numerator: float | None = None,
+        denominator: float | None = None,
+    ) -> Verdict:
+        """Score the point, then learn from it; see the module docstring for input rules."""
+        t = finite(ts)
+        v = finite(value)
+        if t is None or v is None:
+            return self._verdict(t or 0.0, None, 0.0, None, None, None, False)
+        num = finite(numerator)
+        den = finite(denominator)
+        if num is None or den is None or den <= 0 or num < 0:
+            num = den = None
+        warming = self.warming_up
+        score, expected, lower, upper, alarm, learned = self._step(t, v, num, den, warming)
+        if learned:
+            self.n_learned += 1
+        warming = warming or self.warming_up  # a detector may restart its warm-up
+        if warming:
+            score, alarm = 0.0, False
+        return self._verdict(t, v, score, expected, lower, upper, alarm, warming)
+
+    def _verdict(
+        self,
+        ts: float,
+        value: float | None,
+        score: float,
+        expected: float | None,
+        lower: float | None,
+        upper: float | None,
+        anomalous: bool,
+        warming: bool | None = None,
+    ) -> Verdict:
+        return Verdict(
+            score=float(min(1.0, max(0.0, score))),
+            expected=expected,
+            lower=lower,
+            upper=upper,
+            anomalous=bool(anomalous),
+            warming_up=self.warming_up if warming is None else warming,
+            window_start=ts,
+            window_end=ts + self.window,
+            value=value,
+            detector=self.kind,
+        )
+
+    def _step(
+        self, ts: float, value: float, num: float | None, den: float | None, warming: bool
+    ) -> Step:
+        """Score then learn one valid point. Return (score, expected, lower, upper,
+        anomalous, learned); the base class forces score 0 / not anomalous in warm-up."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(window={self.window:g}, period={self.period:g})"

@@ -1,0 +1,235 @@
+"""The default detector: seasonal forecast judged with count- and ratio-aware tails.
+
+Why: the same threshold must be right for 3 and for 3 000 events a window. It is the
+:class:`~shoppulse.agents.detectors.forecast.ForecastDetector` (seasonal baseline, CUSUM,
+protected learning, re-baselining) with the residual judged under the distribution the
+series actually has (``family``, detected from the data unless given):
+
+``ratio``
+    numerator and denominator given with ``0 <= numerator <= denominator``. The baseline
+    forecasts the rate; the observed numerator is judged against Binomial(denominator,
+    rate) widened by the over-dispersion ``phi >= 1`` (quasi-binomial). 0 of 3 at a 3 %
+    rate is noise; 0 of 3 000 is an outage.
+``mean``
+    numerator and denominator given with ``numerator > denominator``: an average such as
+    order value = GMV / orders. Positive averages are skewed, so they are judged on the
+    log scale with ``Var(log value) = phi / denominator`` and Student-t tails.
+``count``
+    non-negative integers (orders, sessions): quasi-Poisson, ``Var = phi * mu``,
+    ``phi >= 1``. Non-negative values that are not all integers (GMV) are *sums*:
+    compound Poisson, ``Var = phi * mu`` where ``phi`` is about the size of one event, with
+    Student-t tails because single large events make them heavy.
+``gauss``
+    anything else (a negative value was seen): Student-t with variance ``phi``.
+
+With ``family="auto"`` the family is decided by the data and may change once in a while:
+ratio -> mean at the first ``numerator > denominator``, count -> sum at the first
+non-integer value, count/sum -> gauss at the first negative value. The over-dispersion is
+then re-learned and the warm-up restarts (``warming_up=True`` again), because the old
+estimate is in the wrong units. A ratio series' point without its denominator is not
+judged and not learned.
+
+``phi`` = EWMA(squared residual) / EWMA(variance the family predicts), winsorised, learned
+at reduced weight during alarms, half-life ``dispersion_halflife``: minute-to-minute
+jitter beyond Poisson/binomial noise widens the limits instead of alarming.
+
+Minimum effect: the null is shifted by ``max(min_effect * expected, min_events)`` events
+(ratios: ``min_effect`` of the rarer outcome's rate, or ``min_events`` out of the
+denominator; sums: ``min_events`` events of typical size; averages: ``min_effect``
+relative), so tiny but significant changes on huge series do not count.
+
+Verdict: ``expected`` is the forecast value (the rate for ratios); ``lower``/``upper``
+bound the values adding at most ``band_z`` sigmas of evidence (at this window's
+denominator for ratios and averages).
+
+>>> det = DefaultDetector()
+>>> for i in range(300):  # a healthy 3 % conversion at ~1 000 sessions a window
+...     v = det.update(60.0 * i, 30 / 1000, numerator=30, denominator=1000)
+>>> det.family, v.anomalous
+('ratio', False)
+>>> det.update(60.0 * 300, 0.0, numerator=0, denominator=3).anomalous
+False
+>>> det.update(60.0 * 301, 0.0, numerator=0, denominator=3000).anomalous
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from shoppulse.agents.detectors.evidence import Z_MIN, binomial_z, gauss_z, poisson_z
+from shoppulse.agents.detectors.forecast import Evidence, ForecastDetector
+from shoppulse.agents.detectors.quantile import RollingBand
+
+FAMILIES = ("auto", "ratio", "mean", "count", "sum", "gauss")
+
+
+class DefaultDetector(ForecastDetector):
+    """Seasonal forecast + quasi-Poisson/binomial tails + CUSUM; ratio-aware."""
+
+    kind = "default"
+
+    def __init__(
+        self,
+        *,
+        family: str = "auto",
+        min_events: float = 3.0,
+        confirm_span: float = 3600.0,
+        confirm_margin: float | None = 1.0,
+        **params: Any,
+    ) -> None:
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        super().__init__(**params)
+        self.family_param = family
+        self.family: str | None = None if family == "auto" else family
+        self.positive = True  # a "mean" series judged on the log scale
+        self.min_events = min_events
+        self.den_avg: float | None = None
+        self.confirm_span = confirm_span
+        self.confirm_margin = confirm_margin
+        self.band: RollingBand | None = None
+        if confirm_margin is not None:
+            self.band = RollingBand(
+                round(confirm_span / self.window), min_effect=self.min_effect,
+                tail_df=None, learn_clip=self.learn_clip,
+            )
+
+    def _dispersion(self) -> float | None:
+        disp = self.disp
+        if self.family in ("ratio", "count"):
+            return 1.0 if disp is None else max(1.0, disp)
+        return disp
+
+    def _switch(self, family: str) -> None:
+        """Change family: the old dispersion is in the wrong units, so warm up again."""
+        if self.family is not None:
+            self._reset_dispersion()
+            self.n_learned = 0
+        self.family = family
+
+    # -- which family, and what the baseline models ---------------------------------
+    def _observed(self, value: float, num: float | None, den: float | None) -> float | None:
+        fam = self.family
+        ratio_point = num is not None and den is not None
+        if self.family_param == "auto":
+            new = fam
+            if fam is None:
+                if ratio_point:
+                    new = "ratio" if num <= den else "mean"  # type: ignore[operator]
+                else:
+                    new = "gauss" if value < 0 else ("count" if value.is_integer() else "sum")
+            elif fam == "ratio" and ratio_point and num > den:  # type: ignore[operator]
+                new = "mean"
+            elif fam in ("count", "sum") and not ratio_point and value < 0:
+                new = "gauss"
+            elif fam == "count" and not ratio_point and not value.is_integer():
+                new = "sum"
+            if new != fam:
+                self._switch(new)  # type: ignore[arg-type]
+                fam = new
+        if fam in ("ratio", "mean"):
+            if not ratio_point or (fam == "ratio" and num > den):  # type: ignore[operator]
+                return None
+            if fam == "mean" and self.positive and num <= 0:  # type: ignore[operator]
+                self.positive = False
+                self._reset_dispersion()
+                self.n_learned = 0
+            self.den_avg = den if self.den_avg is None else self.den_avg + 0.01 * (
+                den - self.den_avg  # type: ignore[operator]
+            )
+            return num / den  # type: ignore[operator]
+        return value
+
+    def _info(self, den: float) -> float:
+        return min(3.0, den / self.den_avg) if self.den_avg else 1.0
+
+    # -- evidence per family ---------------------------------------------------------
+    def _evidence(
+        self, mu: float, value: float, num: float | None, den: float | None
+    ) -> Evidence:
+        fam = self.family
+        phi = self._dispersion()
+        if phi is None:  # dispersion not known yet (right after a family switch)
+            return Evidence(Z_MIN, Z_MIN, None, None, value, 1.0, *self._first_resid(mu, value, den))
+        bz, clip = self.band_z, self.learn_clip
+        if fam == "ratio" and num is not None and den is not None:
+            p = min(1.0 - 1e-6, max(1e-6, mu))
+            d = max(self.min_effect * min(p, 1.0 - p), self.min_events / den)
+            z_up, z_dn = binomial_z(num, den, p + d, p - d, phi)
+            var = p * (1.0 - p) / den
+            sd = math.sqrt(phi * var)
+            y = min(p + clip * sd, max(p - clip * sd, value))
+            return Evidence(
+                z_up, z_dn, max(0.0, p - d - bz * sd), min(1.0, p + d + bz * sd), y,
+                self._info(den), (num - den * p) ** 2, den * p * (1.0 - p), sd * den,
+            )
+        if fam == "mean" and den is not None:
+            if self.positive and mu > 0.0 and value > 0.0:
+                s2 = min(phi, 4.0) / den  # a log-sd above 2 per item is not an average
+                sd = math.sqrt(s2) + 1e-9
+                d = math.log1p(self.min_effect)
+                c = math.log(mu) - 0.5 * s2  # centre on the log-normal median
+                lv = math.log(value)
+                z_up, z_dn = gauss_z(lv, c + d, c - d, sd, self.tail_df)
+                y = min(mu * math.exp(clip * sd), max(mu * math.exp(-clip * sd), value))
+                return Evidence(
+                    z_up, z_dn, mu * math.exp(-d - bz * sd), mu * math.exp(d + bz * sd), y,
+                    # residual about log(mu), not c: c depends on phi (no feedback loop)
+                    self._info(den), (lv - math.log(mu)) ** 2, 1.0 / den, sd,
+                )
+            sd = math.sqrt(phi / den) + 1e-9 * (1.0 + abs(mu))
+            d = max(self.min_effect * abs(mu), self.min_abs)
+            z_up, z_dn = gauss_z(value, mu + d, mu - d, sd, self.tail_df)
+            y = min(mu + clip * sd, max(mu - clip * sd, value))
+            return Evidence(
+                z_up, z_dn, mu - d - bz * sd, mu + d + bz * sd, y,
+                self._info(den), (value - mu) ** 2, 1.0 / den, sd,
+            )
+        if fam == "sum":
+            # compound Poisson: phi ~ the size of one event, so min_events * phi is
+            # "min_events events"; the variance is floored at one event's worth
+            m = max(mu, 0.0)
+            sd = math.sqrt(phi * max(m, phi)) + 1e-9 * (1.0 + m)
+            d = max(self.min_effect * m, self.min_events * phi, self.min_abs)
+            z_up, z_dn = gauss_z(value, m + d, m - d, sd, self.tail_df)
+            y = min(m + clip * sd, max(max(0.0, m - clip * sd), value))
+            return Evidence(
+                z_up, z_dn, max(0.0, m - d - bz * sd), m + d + bz * sd, y, 1.0,
+                (value - m) ** 2, m, sd,
+            )
+        if fam == "count":
+            m = max(mu, 1e-3)
+            d = max(self.min_effect * m, self.min_events, self.min_abs)
+            z_up, z_dn = poisson_z(value, m + d, m - d, phi)
+            sd = math.sqrt(phi * m)
+            y = min(m + clip * sd, max(max(0.0, m - clip * sd), value))
+            return Evidence(
+                z_up, z_dn, max(0.0, m - d - bz * sd), m + d + bz * sd, y, 1.0,
+                (value - m) ** 2, m, sd,
+            )
+        return super()._evidence(mu, value, num, den)
+
+    def _first_resid(self, mu: float, value: float, den: float | None) -> tuple[float, float]:
+        """Squared residual and model variance used to seed the dispersion."""
+        if self.family == "mean" and den is not None:
+            if self.positive and mu > 0.0 and value > 0.0:
+                return math.log(value / mu) ** 2, 1.0 / den
+            return (value - mu) ** 2, 1.0 / den
+        if self.family == "sum":
+            return (value - mu) ** 2, max(mu, 0.0)
+        return (value - mu) ** 2, 1.0
+
+    # -- second opinion: the recent range ---------------------------------------------
+    def _confirm(self, obs: float, ev: Evidence, warming: bool) -> Evidence:
+        """Cap the evidence by the rolling band's (plus ``confirm_margin``) and learn."""
+        if self.band is None or self.confirm_margin is None:
+            return ev
+        j = self.band.judge(obs)
+        if not self.cusum.active:  # frozen while alarming: keeps the pre-incident range
+            self.band.learn(obs, j, clip=not warming)
+        if j is None:
+            return ev
+        m = self.confirm_margin
+        return ev._replace(z_up=min(ev.z_up, j.z_up + m), z_dn=min(ev.z_dn, j.z_dn + m))
