@@ -80,7 +80,7 @@ class DetectorStage:
             kind, params = self.params_for(point.metric)
             detector = make_detector(kind, **params)
         value = math.nan if point.value is None else point.value
-        verdict = detector.update(point.window_end, value, numerator=point.numerator,
+        verdict = detector.update(point.window_start, value, numerator=point.numerator,
                                   denominator=point.denominator)
         self.models[key] = _HEADER.pack(point.window_start) + dump_detector(detector)
         return Verdict(
