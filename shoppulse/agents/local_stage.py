@@ -33,7 +33,7 @@ from shoppulse.agents.plan import (
     VALUES,
     Feed,
     Plan,
-    new_acc,
+    acc_for,
 )
 from shoppulse.agents.sessions import SessionTracker
 from shoppulse.streams.config import Config
@@ -219,9 +219,7 @@ class PartitionAggregator:
                     if late[wi] or not f.filter(ev):
                         continue
                     pkey = (f.metric, self._labels(f, ev), starts[wi])
-                    acc = parts.get(pkey)
-                    if acc is None:
-                        acc = parts[pkey] = new_acc(ops[f.metric])
+                    acc = acc_for(parts, pkey, ops[f.metric])
                     acc[-1] += 1
                     self._accumulate(f, acc, ev, pkey)
             if sessions is not None and not late[session_win]:
@@ -249,10 +247,8 @@ class PartitionAggregator:
                 wi = feed_win[fi]
                 if late[wi] or not f.filter(proxy):
                     continue
-                pkey = (f.metric, self._labels(f, proxy), starts[wi])
-                acc = parts.get(pkey)
-                if acc is None:
-                    acc = parts[pkey] = new_acc(ops[f.metric])
+                acc = acc_for(parts, (f.metric, self._labels(f, proxy), starts[wi]),
+                              ops[f.metric])
                 acc[f.comp] += count
                 acc[-1] += count
 

@@ -37,6 +37,14 @@ def new_acc(ops: tuple[int, ...]) -> list[Any]:
     return [[] if op in (DISTINCT, VALUES) else 0 for op in ops] + [0]
 
 
+def acc_for(parts: dict[Any, list[Any]], pkey: Any, ops: tuple[int, ...]) -> list[Any]:
+    """The accumulator of ``pkey`` in ``parts``, created on first use."""
+    acc = parts.get(pkey)
+    if acc is None:
+        acc = parts[pkey] = new_acc(ops)
+    return acc
+
+
 @dataclass(frozen=True, slots=True)
 class Feed:
     metric: int  # index into Plan.metrics

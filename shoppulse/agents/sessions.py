@@ -23,13 +23,12 @@ import heapq
 import operator
 from typing import Any
 
-from shoppulse.agents.plan import Plan, compile_filter, new_acc
+from shoppulse.agents.plan import Plan, acc_for, compile_filter
 from shoppulse.streams.config import Config
 
 
 class SessionTracker:
     def __init__(self, config: Config, plan: Plan, cap: Any) -> None:
-        self.new_acc = new_acc
         self.ops = plan.ops
         self.cap = cap
         self.key_of = operator.attrgetter(config.sessions.key)
@@ -74,9 +73,6 @@ class SessionTracker:
         wstart = ts // self.window * self.window
         for f in self.feeds[transition]:
             labels = tuple([self.cap.label(d, getattr(ev, d)) for d in f.dims])
-            pkey = (f.metric, labels, wstart)
-            acc = parts.get(pkey)
-            if acc is None:
-                acc = parts[pkey] = self.new_acc(self.ops[f.metric])
+            acc = acc_for(parts, (f.metric, labels, wstart), self.ops[f.metric])
             acc[f.comp] += 1
             acc[-1] += 1

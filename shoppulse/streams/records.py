@@ -14,8 +14,22 @@ from typing import Any
 import orjson
 
 
+class _JsonRecord:
+    """orjson in and out: any consumer, in any language, can read the topic."""
+
+    __slots__ = ()
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def loads(cls, data: bytes | str | dict[str, Any]) -> Any:
+        d = data if isinstance(data, dict) else orjson.loads(data)
+        return cls(**d)
+
+
 @dataclass(frozen=True, slots=True)
-class MetricPoint:
+class MetricPoint(_JsonRecord):
     """The value of one metric series over one closed window.
 
     ``numerator``/``denominator`` are kept for ratio metrics so that
@@ -38,17 +52,9 @@ class MetricPoint:
         """Stable key of the series: metric name plus sorted labels."""
         return series_key(self.metric, self.labels)
 
-    def dumps(self) -> bytes:
-        return orjson.dumps(asdict(self))
-
-    @classmethod
-    def loads(cls, data: bytes | str | dict[str, Any]) -> MetricPoint:
-        d = data if isinstance(data, dict) else orjson.loads(data)
-        return cls(**d)
-
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(_JsonRecord):
     """A detector's judgement of one point: scored first, then learned."""
 
     score: float
@@ -63,14 +69,6 @@ class Verdict:
     window_end: float = 0.0
     value: float | None = None
     detector: str = ""
-
-    def dumps(self) -> bytes:
-        return orjson.dumps(asdict(self))
-
-    @classmethod
-    def loads(cls, data: bytes | str | dict[str, Any]) -> Verdict:
-        d = data if isinstance(data, dict) else orjson.loads(data)
-        return cls(**d)
 
 
 def series_key(metric: str, labels: dict[str, str]) -> str:
