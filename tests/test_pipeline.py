@@ -153,7 +153,7 @@ def test_two_workers_share_and_take_over(broker, config, workers):
 
 
 def test_invalid_events_go_to_deadletter(broker, config, workers):
-    good = simulator(seed=14, rate=20).events(300)
+    good = Simulator(seed=14, rate=20, start=START).events(300)  # no late or duplicates
     good = [e for e in good if e.topic == "orders"][:20]
     assert good
     base = good[0].value

@@ -1,0 +1,55 @@
+"""End to end: a simulated incident becomes an anomalous Verdict on the topic and in /metrics."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+
+from shoppulse.streams.config import DEFAULT_PATH, load_config
+from shoppulse.streams.incidents import parse_incident
+from shoppulse.streams.records import Verdict
+from shoppulse.streams.simulator import Simulator
+from shoppulse.streams.topics import ensure_topics
+from tests.kafka_io import produce, read_topic
+
+pytestmark = pytest.mark.broker
+START = 1_767_254_400.0  # 2026-01-01 08:00 UTC
+
+
+def test_payment_outage_raises_anomalous_verdicts(broker, app_name, workers):
+    cfg = ensure_topics(load_config(DEFAULT_PATH, env={"SHOPPULSE_APP": app_name}),
+                        broker.bootstrap)
+    outage = parse_incident("payment_outage@60m+30m:0.6", origin=START)
+    sim = Simulator(seed=31, rate=25, start=START, incidents=[outage])
+    produce(broker.bootstrap, cfg, sim.events(90 * 60))
+    w = workers(DEFAULT_PATH)
+    w.wait_web()
+    deadline = time.monotonic() + 180
+    hits: list[Verdict] = []
+    verdicts: list[Verdict] = []
+    while time.monotonic() < deadline:
+        verdicts = [Verdict.loads(r.value)
+                    for r in read_topic(broker.bootstrap, cfg.topic_name("anomalies"))]
+        hits = [v for v in verdicts if v.metric == "payment_success" and v.anomalous]
+        last = max((v.window_start for v in verdicts), default=0)
+        if hits and last >= outage.start + 20 * 60:
+            break
+        time.sleep(3)
+    assert verdicts, "no verdicts on the anomalies topic"
+    assert hits, "the payment outage raised no anomalous payment_success verdict"
+    assert all(outage.start - 60 <= v.window_start <= outage.end + 300 for v in hits), \
+        "payment_success alarms outside the outage"
+    first = min(v.window_start for v in hits)
+    assert first - outage.start <= 3 * 60, f"detected {first - outage.start:.0f}s after start"
+    quiet = [v for v in verdicts if v.window_end <= outage.start and v.anomalous
+             and not v.warming_up]
+    assert len(quiet) <= 3, f"alarms before the incident: {[(v.metric, v.labels) for v in quiet]}"
+    with urllib.request.urlopen(w.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    scores = [line for line in text.splitlines()
+              if line.startswith('shoppulse_anomaly_score{') and 'metric="payment_success"' in line]
+    assert scores, "no shoppulse_anomaly_score for payment_success on /metrics"
+    assert any(float(line.rsplit(" ", 1)[1]) > 0.9 for line in scores), scores
+    assert 'shoppulse_expected_upper{' in text and 'shoppulse_expected_lower{' in text
