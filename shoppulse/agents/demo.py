@@ -21,7 +21,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from shoppulse.streams.broker import EmbeddedBroker
+from shoppulse.streams.broker import EmbeddedBroker, die_with_parent
 
 #: What the view shows per board: (title, metric name) of the shoppulse gauges.
 BOARD = [
@@ -80,9 +80,25 @@ def render(samples: dict, prev: dict, dt: float, url: str, started: float) -> Gr
     return Group(head, *boards)
 
 
+def summary(samples: dict, prev: dict, dt: float) -> str:
+    events = _total(samples, "shoppulse_events_total", "topic")
+    before = _total(prev, "shoppulse_events_total", "topic")
+    rates = ", ".join(f"{t} {(events[t] - before.get(t, 0.0)) / dt:,.0f}/s"
+                      for t in sorted(events)) if dt > 0 else ""
+    points = sum(_total(samples, "shoppulse_metric_points_total").values())
+    anomalous = sum(_total(samples, "shoppulse_anomalous_points_total").values())
+    return f"{time.strftime('%H:%M:%S')} events {rates or '-'}; points {points:,.0f}; " \
+           f"anomalous {anomalous:,.0f}"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[str],
              duration: float | None) -> None:
     console = Console()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo like Ctrl-C does
     env = {**os.environ, "SHOPPULSE_WINDOWS__SIZE": os.environ.get(
         "SHOPPULSE_WINDOWS__SIZE", "10s")}
     procs: list[subprocess.Popen[bytes]] = []
@@ -94,20 +110,22 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
             procs.append(subprocess.Popen(
                 [*cmd, "worker", "--broker", broker.url, "--config", config_path,
                  "--web-port", str(web_port)], env=env, stdout=logs, stderr=logs,
-                start_new_session=True))
+                start_new_session=True, preexec_fn=die_with_parent))
             sim = [*cmd, "simulate", "--broker", broker.url, "--config", config_path,
                    "--rate", str(rate), "--speed", "1", "--duration", "30d"]
             for spec in incidents:
                 sim += ["--incident", spec]
             procs.append(subprocess.Popen(sim, env=env, stdout=logs, stderr=logs,
-                                          start_new_session=True))
+                                          start_new_session=True, preexec_fn=die_with_parent))
             url = f"http://127.0.0.1:{web_port}/metrics"
             console.print(f"worker metrics on {url}; incidents: {', '.join(incidents) or '-'}")
             console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
             started = time.time()
             prev: dict = {}
             t_prev = time.monotonic()
-            with Live(console=console, refresh_per_second=1, screen=False) as live:
+            tty = console.is_terminal
+            with Live(console=console, refresh_per_second=1, screen=False,
+                      auto_refresh=tty) as live:
                 while duration is None or time.time() - started < duration:
                     for p in procs:
                         if p.poll() is not None:
@@ -116,9 +134,12 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
                     with contextlib.suppress(OSError):
                         samples = scrape(url)
                         now = time.monotonic()
-                        live.update(render(samples, prev, now - t_prev, url, started))
+                        if tty:
+                            live.update(render(samples, prev, now - t_prev, url, started))
+                        else:  # a log, not a screen: one summary line per scrape
+                            console.print(summary(samples, prev, now - t_prev), highlight=False)
                         prev, t_prev = samples, now
-                    time.sleep(1)
+                    time.sleep(1 if tty else 5)
         except KeyboardInterrupt:
             console.print("stopping ...")
         finally:

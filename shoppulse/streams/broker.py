@@ -72,7 +72,8 @@ def parse_broker_url(url: str) -> str:
     return servers
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """In a child between fork and exec: get SIGTERM when the parent dies (Linux)."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -126,7 +127,7 @@ class EmbeddedBroker:
             [binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen,
              "--storage-engine", "memory://tansu/", "--silent"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         if log is not subprocess.DEVNULL:
             log.close()
@@ -168,10 +169,3 @@ def resolve_broker(url: str | None) -> tuple[str, EmbeddedBroker | None]:
     return parse_broker_url(url), None
 
 
-def install_signal_handlers(cleanup: list[EmbeddedBroker]) -> None:
-    """SIGTERM behaves like Ctrl-C, so ``finally`` blocks and atexit stop the broker."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
