@@ -99,7 +99,6 @@ class Ingest(Service):
         self.dest_end = [0] * n_dest  # partials offsets known to follow our sends
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.events_in = 0
 
     # -- lifecycle ----------------------------------------------------------------
     async def on_start(self) -> None:
@@ -220,14 +219,14 @@ class Ingest(Service):
                 "last": batch.last, "wm": _finite(wm), "idle": False, "parts": per_dest[d],
             })
         st.idle = False
-        st.reported_wm, st.reported_idle, st.last_report = wm, False, time.monotonic()
+        st.reported_wm, st.reported_idle, st.last_report = wm, False, st.last_data
 
     def _heartbeats(self, now: float, sections: list[list[dict[str, Any]]]) -> None:
         """Watermark and idleness of partitions without new records this round."""
         assert self.consumer is not None
         idle_after = self.config.windows.idle_timeout
         for tp, st in self.parts.items():
-            if st.last_report == now:
+            if st.last_report == now:  # it had records this round: _route reported it
                 continue
             high = self.consumer.highwater(tp)  # None until a fetch answered for tp
             caught_up = high is not None and st.next_offset >= high
@@ -316,7 +315,6 @@ class Ingest(Service):
 
     def _count(self, topic: str, batch: Batch) -> None:
         ex = self.exporter
-        self.events_in += batch.events + len(batch.invalid)
         ex.events.labels(topic).inc(batch.events)
         if batch.late:
             ex.late.labels(topic).inc(batch.late)
@@ -437,11 +435,6 @@ class Ingest(Service):
             await self.acks.join()  # checkpoints are current before another worker restores
             for tp in revoked:
                 self.parts.pop(tp, None)
-
-    @property
-    def watermark(self) -> float:
-        marks = [st.agg.wm for st in self.parts.values()]
-        return min(marks) if marks else -math.inf
 
 
 class _Listener(ConsumerRebalanceListener):
