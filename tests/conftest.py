@@ -32,6 +32,16 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture
+def kafka() -> Iterator[EmbeddedBroker]:
+    """A Tansu of this test's own: input topics (clicks, orders, ...) are not shared."""
+    b = EmbeddedBroker().start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
 def app_name(request: pytest.FixtureRequest) -> str:
     base = "".join(c for c in request.node.name if c.isalnum())[:24].lower()
     return f"t{os.getpid()}{next(_app_ids)}{base}"
@@ -84,13 +94,14 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def workers(tmp_path: Path, broker: EmbeddedBroker, app_name: str):
+def workers(tmp_path: Path, kafka: EmbeddedBroker, app_name: str):
     """Factory of worker processes for this test's app; all stopped afterwards."""
     started: list[WorkerProcess] = []
     env = {**os.environ, "SHOPPULSE_APP": app_name}
 
     def start(config: Path) -> WorkerProcess:
-        w = WorkerProcess(broker.url, config, env, tmp_path / f"worker{len(started)}.log")
+        w = WorkerProcess(kafka.url, config, env,
+                          tmp_path / f"worker{len(started)}.log")
         started.append(w)
         return w
 

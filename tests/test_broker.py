@@ -83,3 +83,19 @@ def test_broker_url_with_several_hosts():
 def test_unreachable_broker_is_reported():
     with pytest.raises(BrokerError, match="did not answer"):
         wait_until_ready("127.0.0.1:1", timeout=1)
+
+
+def test_session_fixture_round_trips_with_an_independent_client(broker):
+    """The session broker (same code as the CLI) speaks Kafka to kafka-python too."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer.send("roundtrip", key=b"k", value=b'{"x": 1}', partition=0).get(timeout=20)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, consumer_timeout_ms=5000)
+    tp = TopicPartition("roundtrip", 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    got = [m.value for m in consumer]
+    consumer.close()
+    assert got == [b'{"x": 1}']

@@ -18,12 +18,12 @@ pytestmark = pytest.mark.broker
 START = 1_767_254_400.0  # 2026-01-01 08:00 UTC
 
 
-def test_payment_outage_raises_anomalous_verdicts(broker, app_name, workers):
+def test_payment_outage_raises_anomalous_verdicts(kafka, app_name, workers):
     cfg = ensure_topics(load_config(DEFAULT_PATH, env={"SHOPPULSE_APP": app_name}),
-                        broker.bootstrap)
+                        kafka.bootstrap)
     outage = parse_incident("payment_outage@60m+30m:0.6", origin=START)
     sim = Simulator(seed=31, rate=25, start=START, incidents=[outage])
-    produce(broker.bootstrap, cfg, sim.events(90 * 60))
+    produce(kafka.bootstrap, cfg, sim.events(90 * 60))
     w = workers(DEFAULT_PATH)
     w.wait_web()
     deadline = time.monotonic() + 180
@@ -31,7 +31,7 @@ def test_payment_outage_raises_anomalous_verdicts(broker, app_name, workers):
     verdicts: list[Verdict] = []
     while time.monotonic() < deadline:
         verdicts = [Verdict.loads(r.value)
-                    for r in read_topic(broker.bootstrap, cfg.topic_name("anomalies"))]
+                    for r in read_topic(kafka.bootstrap, cfg.topic_name("anomalies"))]
         hits = [v for v in verdicts if v.metric == "payment_success" and v.anomalous]
         last = max((v.window_start for v in verdicts), default=0)
         if hits and last >= outage.start + 20 * 60:

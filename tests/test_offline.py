@@ -117,12 +117,12 @@ def test_declared_topic_needs_no_code_offline(tmp_path):
 
 
 @pytest.mark.broker
-def test_declared_topic_through_a_worker(tmp_path, broker, app_name, workers):
+def test_declared_topic_through_a_worker(tmp_path, kafka, app_name, workers):
     path = tmp_path / "reviews.yaml"
     path.write_text(REVIEWS)
-    cfg = ensure_topics(load_config(path, env={"SHOPPULSE_APP": app_name}), broker.bootstrap)
-    produce(broker.bootstrap, cfg, reviews(2000, seed=5))
-    expected = compute_points(cfg, input_records(broker.bootstrap, cfg))
+    cfg = ensure_topics(load_config(path, env={"SHOPPULSE_APP": app_name}), kafka.bootstrap)
+    produce(kafka.bootstrap, cfg, reviews(2000, seed=5))
+    expected = compute_points(cfg, input_records(kafka.bootstrap, cfg))
     workers(path)
-    got = collect(broker.bootstrap, cfg.topic_name("metrics"), set(expected), timeout=120)
+    got = collect(kafka.bootstrap, cfg.topic_name("metrics"), set(expected), timeout=120)
     assert_equal_to_oracle(got, expected)

@@ -66,20 +66,20 @@ def assert_equal_to_oracle(got: dict, expected: dict) -> None:
 
 
 @pytest.fixture
-def config(broker, app_name):
+def config(kafka, app_name):
     return ensure_topics(load_config(DEFAULT_PATH, env={"SHOPPULSE_APP": app_name}),
-                         broker.bootstrap)
+                         kafka.bootstrap)
 
 
-def test_replay_equals_oracle(broker, config, workers):
-    n = produce(broker.bootstrap, config, simulator(seed=11, rate=3).events(600))
-    records = input_records(broker.bootstrap, config)
+def test_replay_equals_oracle(kafka, config, workers):
+    n = produce(kafka.bootstrap, config, simulator(seed=11, rate=3).events(600))
+    records = input_records(kafka.bootstrap, config)
     assert len(records) == n
     expected = compute_points(config, records)
     assert len(expected) > 500
     assert sum(1 for t, *_ in records if t == "clicks") > 1000
     w = workers(DEFAULT_PATH)
-    got = collect(broker.bootstrap, config.topic_name("metrics"), set(expected), timeout=120)
+    got = collect(kafka.bootstrap, config.topic_name("metrics"), set(expected), timeout=120)
     assert_equal_to_oracle(got, expected)
     dup = {k: v for k, v in got.items() if len(v) > 1}
     assert not dup, f"series emitted more than once without any crash: {list(dup)[:3]}"
@@ -111,11 +111,11 @@ def _paced_producer(bootstrap, config, sim, seconds, speed) -> threading.Thread:
     return t
 
 
-def test_sigkill_during_stream_keeps_points_exact(broker, config, workers):
+def test_sigkill_during_stream_keeps_points_exact(kafka, config, workers):
     rng = random.Random(5)
     sim = simulator(seed=12, rate=3)
     # 10 minutes of event time over ~25 s of wall time, while the worker is killed 3 times
-    producer = _paced_producer(broker.bootstrap, config, sim, 600, speed=24)
+    producer = _paced_producer(kafka.bootstrap, config, sim, 600, speed=24)
     w = workers(DEFAULT_PATH)
     for _ in range(3):
         w.wait_web()
@@ -124,14 +124,14 @@ def test_sigkill_during_stream_keeps_points_exact(broker, config, workers):
         w = workers(DEFAULT_PATH)
     producer.join(120)
     assert not producer.is_alive()
-    expected = compute_points(config, input_records(broker.bootstrap, config))
-    got = collect(broker.bootstrap, config.topic_name("metrics"), set(expected), timeout=180)
+    expected = compute_points(config, input_records(kafka.bootstrap, config))
+    got = collect(kafka.bootstrap, config.topic_name("metrics"), set(expected), timeout=180)
     assert_equal_to_oracle(got, expected)
 
 
-def test_two_workers_share_and_take_over(broker, config, workers):
+def test_two_workers_share_and_take_over(kafka, config, workers):
     sim = simulator(seed=13, rate=3)
-    producer = _paced_producer(broker.bootstrap, config, sim, 600, speed=20)
+    producer = _paced_producer(kafka.bootstrap, config, sim, 600, speed=20)
     a, b = workers(DEFAULT_PATH), workers(DEFAULT_PATH)
     a.wait_web()
     b.wait_web()
@@ -147,12 +147,12 @@ def test_two_workers_share_and_take_over(broker, config, workers):
     assert not both[0] & both[1], f"series on both workers: {sorted(both[0] & both[1])[:3]}"
     a.kill()
     producer.join(120)
-    expected = compute_points(config, input_records(broker.bootstrap, config))
-    got = collect(broker.bootstrap, config.topic_name("metrics"), set(expected), timeout=180)
+    expected = compute_points(config, input_records(kafka.bootstrap, config))
+    got = collect(kafka.bootstrap, config.topic_name("metrics"), set(expected), timeout=180)
     assert_equal_to_oracle(got, expected)
 
 
-def test_invalid_events_go_to_deadletter(broker, config, workers):
+def test_invalid_events_go_to_deadletter(kafka, config, workers):
     good = Simulator(seed=14, rate=20, start=START).events(300)  # no late or duplicates
     good = [e for e in good if e.topic == "orders"][:20]
     assert good
@@ -176,13 +176,13 @@ def test_invalid_events_go_to_deadletter(broker, config, workers):
     for i, raw in enumerate(bad.values()):
         stream.extend([good[i], Ev(raw)])
     stream.extend(good[len(bad):])
-    produce(broker.bootstrap, config, stream)
+    produce(kafka.bootstrap, config, stream)
     w = workers(DEFAULT_PATH)
     w.wait_web()
     deadline = time.monotonic() + 60
     dead = []
     while time.monotonic() < deadline and len(dead) < len(bad):
-        dead = read_topic(broker.bootstrap, config.topic_name("deadletter"))
+        dead = read_topic(kafka.bootstrap, config.topic_name("deadletter"))
         time.sleep(1)
     reasons = {dict(r.headers)["shoppulse.reason"].decode(): r for r in dead}
     assert set(reasons) == set(bad)
