@@ -99,8 +99,10 @@ def workers(tmp_path: Path, kafka: EmbeddedBroker, app_name: str):
     started: list[WorkerProcess] = []
     env = {**os.environ, "SHOPPULSE_APP": app_name}
 
-    def start(config: Path) -> WorkerProcess:
-        w = WorkerProcess(kafka.url, config, env,
+    def start(config: Path, idle_timeout: str | None = None) -> WorkerProcess:
+        """``idle_timeout``: for streams paced so slowly that a partition may pause."""
+        extra = {"SHOPPULSE_WINDOWS__IDLE_TIMEOUT": idle_timeout} if idle_timeout else {}
+        w = WorkerProcess(kafka.url, config, {**env, **extra},
                           tmp_path / f"worker{len(started)}.log")
         started.append(w)
         return w

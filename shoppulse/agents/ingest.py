@@ -157,6 +157,12 @@ class Ingest(Service):
             if st is None or not msgs:
                 continue
             records = msgs
+            if records[0].offset > st.next_offset:
+                # fetched before a rebalance moved the position: never skip events
+                log.info("ingest: %s[%d] got %d, expected %d: seeking back", tp.topic,
+                         tp.partition, records[0].offset, st.next_offset)
+                self.consumer.seek(tp, st.next_offset)
+                continue
             if records[0].offset < st.next_offset:  # refetched after a seek: drop the overlap
                 records = [m for m in msgs if m.offset >= st.next_offset]
                 if not records:
