@@ -10,7 +10,9 @@ Input
     fed to one fresh detector per series in ``window_start`` order.
     ``truth``: incidents ``{"start", "end", "scenario", "series": [keys]}`` in event-time
     seconds; an optional ``"magnitude"`` lets :func:`evaluate` set aside incidents below
-    ``min_magnitude`` (reported separately, not counted in recall).
+    ``min_magnitude`` (one number, or one per scenario such as
+    ``shoppulse.streams.incidents.MIN_MAGNITUDE``): they are reported under
+    ``below_min_magnitude`` and not counted in recall.
 
 Definitions (all in event time)
     *Detected*: some series of the incident has an anomalous verdict for a window that
@@ -45,6 +47,7 @@ Output (JSON-ready)::
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -67,8 +70,11 @@ def as_point(p: Any) -> Point:
         ws, we, v, num, den = p
         return float(ws), float(we), v, num, den
     return (
-        float(p.window_start), float(p.window_end), p.value,
-        getattr(p, "numerator", None), getattr(p, "denominator", None),
+        float(p.window_start),
+        float(p.window_end),
+        p.value,
+        getattr(p, "numerator", None),
+        getattr(p, "denominator", None),
     )
 
 
@@ -122,9 +128,14 @@ def score_alarms(
     truth: Sequence[Mapping[str, Any]],
     window: float,
     simulated_days: float,
-    min_magnitude: float | None = None,
+    min_magnitude: float | Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Recall / TTD per scenario and false alarms per day from alarmed windows."""
+    """Recall / TTD per scenario and false alarms per day from alarmed windows.
+
+    ``alarms``: series key -> anomalous windows ``(window_start, window_end)`` in time
+    order. ``min_magnitude``: one threshold, or one per scenario name.
+    """
+    ends = {key: [we for _, we in flagged] for key, flagged in alarms.items()}
     per: dict[str, dict[str, list[float] | int]] = {}
     below: dict[str, list[int]] = {}
     for inc in truth:
@@ -132,13 +143,15 @@ def score_alarms(
         hi = end + DETECT_TAIL_WINDOWS * window
         first: float | None = None
         for key in inc["series"]:
-            for ws, we in alarms.get(key, ()):
-                if we > start and ws < hi:
-                    first = we if first is None else min(first, we)
-                    break
+            flagged = alarms.get(key, ())
+            i = bisect.bisect_right(ends.get(key, []), start)  # first window ending after start
+            if i < len(flagged) and flagged[i][0] < hi:
+                we = flagged[i][1]
+                first = we if first is None else min(first, we)
         name = str(inc["scenario"])
         mag = inc.get("magnitude")
-        if min_magnitude is not None and mag is not None and float(mag) < min_magnitude:
+        floor = min_magnitude.get(name) if isinstance(min_magnitude, Mapping) else min_magnitude
+        if floor is not None and mag is not None and float(mag) < floor:
             b = below.setdefault(name, [0, 0])
             b[0] += 1
             b[1] += first is not None
@@ -195,7 +208,7 @@ def evaluate(
     window: float,
     *,
     params: Mapping[str, Mapping[str, Any]] | None = None,
-    min_magnitude: float | None = None,
+    min_magnitude: float | Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Run ``kinds`` over ``series`` and score them against ``truth`` (module docstring).
 

@@ -14,6 +14,14 @@ denominator=None) -> Verdict`` scores the point first, then learns from it. Buil
 ``gaussian``, ``hst``
     River's ``GaussianScorer`` and ``HalfSpaceTrees``, kept as benchmark baselines.
 
+Shared rules (see :mod:`~shoppulse.agents.detectors.base`): ``ts`` is the window start;
+a point with a missing/NaN/inf ``ts`` or value is not judged and not learned (score 0,
+not anomalous, no band, ``warming_up`` unchanged); the first ``warmup`` seconds of valid
+points (default 1 800 s = 30 windows of 60 s) are ``warming_up=True`` and never
+anomalous. The seasonal kinds forecast from the recent level until they have seen one
+``period`` (a day), then from the daily profile: they are usable after the warm-up and
+sharper after a day.
+
 Models are pickled (plain attributes). Store :data:`FORMAT_VERSION` beside the bytes, or
 use :func:`dump_detector` / :func:`load_detector`, and rebuild on mismatch.
 

@@ -59,6 +59,10 @@ class Detector:
     """
 
     kind: ClassVar[str] = "base"
+    seasonal: ClassVar[bool] = False
+    """Models the daily rhythm (``period``): the rhythm alone does not alarm."""
+    ratio_aware: ClassVar[bool] = False
+    """Judges numerator against denominator: 0 of 3 is not 0 of 3 000."""
 
     def __init__(
         self,

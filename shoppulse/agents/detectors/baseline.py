@@ -1,6 +1,6 @@
 """Expected value of a series at a time of day: a seasonal profile times the recent level.
 
-Why this model: business series follow a daily rhythm (night at 10–20 % of the peak) and
+Why this model: business series follow a daily rhythm (night at 10-20 % of the peak) and
 drift from day to day (a busy day lifts every hour). The forecast is
 
 - before one full ``period`` has been seen: a damped Holt level + trend of the recent
@@ -23,8 +23,10 @@ All state is plain floats and lists (picklable, a few hundred bytes). O(1) per u
 >>> b = SeasonalBaseline(window=60, period=86400, slots=48)
 >>> for i in range(3 * 1440):
 ...     b.learn(i * 60.0, curve(i * 60.0))
->>> round(b.predict(3 * 86400 + 21600.0)), round(b.predict(3 * 86400 + 64800.0))
+>>> round(b.profile(21600.0)), round(b.profile(64800.0))  # the profile knows the day
 (160, 40)
+>>> round(b.predict(3 * 86400.0), 1), round(curve(0.0), 1)  # one step ahead
+(100.0, 100.0)
 """
 
 from __future__ import annotations
@@ -46,12 +48,16 @@ class SeasonalBaseline:
         trend: float = 0.3,
         damping: float = 0.99,
         max_trend: float = 0.03,
+        mix_halflife: float = 3600.0,
     ) -> None:
         self.window = window
         self.period = period
         self.slots = max(1, int(slots))
         self.alpha = 1.0 - 0.5 ** (window / halflife)
         self.alpha_local = 1.0 - 0.5 ** (2.0 * window / halflife)
+        self.alpha_mix = 1.0 - 0.5 ** (window / mix_halflife)
+        self.mse_local = 0.0
+        self.mse_seasonal = 0.0
         self.beta = trend
         self.damping = damping
         self.max_trend = max_trend
@@ -82,21 +88,38 @@ class SeasonalBaseline:
             return None
         return (1.0 - f) * self.prof[j0] + f * self.prof[j1]
 
+    def _local(self) -> float:
+        local = self.level + self.damping * self.trend  # type: ignore[operator]
+        return local if self.additive else max(0.0, local)
+
+    def _seasonal(self, prof: float | None) -> float | None:
+        if prof is None or self.r_den <= 0.0:
+            return None
+        if self.additive:
+            return prof + self.r_num / self.r_den
+        # a profile near zero makes the ratio meaningless: keep it within 1/100 .. 100
+        return max(0.0, prof * min(100.0, max(0.01, self.r_num / self.r_den)))
+
     def predict(self, ts: float) -> float | None:
         """Expected value at ``ts`` (``None`` before the first point)."""
         if self.level is None:
             return None
-        prof = self.profile(ts)
-        if prof is None or self.r_den == 0.0:
-            local = self.level + self.damping * self.trend
-            return local if self.additive else max(0.0, local)
-        if self.additive:
-            return prof + self.r_num / self.r_den
-        return max(0.0, prof * self.r_num / self.r_den)
+        local = self._local()
+        seasonal = self._seasonal(self.profile(ts))
+        if seasonal is None:
+            return local
+        # inverse-MSE blend: a day unlike the profile (a weekend) leans on the local level
+        w = self.mse_local / (self.mse_local + self.mse_seasonal + 1e-300)
+        return w * seasonal + (1.0 - w) * local
 
     # -- learning ------------------------------------------------------------------
     def learn(
-        self, ts: float, y: float, weight: float = 1.0, *, raw: float | None = None,
+        self,
+        ts: float,
+        y: float,
+        weight: float = 1.0,
+        *,
+        raw: float | None = None,
         info: float = 1.0,
     ) -> None:
         """Learn ``y`` observed at ``ts`` with relative ``weight`` (0 = ignore).
@@ -128,6 +151,16 @@ class SeasonalBaseline:
             return
         a = min(1.0, self.alpha * weight * info)
         a_local = min(1.0, self.alpha_local * weight * info)
+        # how well each forecast did on this point
+        seasonal = self._seasonal(prof)
+        if seasonal is not None and self.level is not None:
+            e_l = (y - self._local()) ** 2
+            e_s = (y - seasonal) ** 2
+            if self.mse_seasonal == 0.0 and self.mse_local == 0.0:
+                self.mse_local = self.mse_seasonal = 0.5 * (e_l + e_s) + 1e-300
+            am = min(1.0, self.alpha_mix * weight * info)
+            self.mse_local += am * (e_l - self.mse_local)
+            self.mse_seasonal += am * (e_s - self.mse_seasonal)
         # recent level relative to the profile
         if prof is not None:
             if self.r_den == 0.0:  # the profile just became known: start from the level
@@ -165,9 +198,14 @@ class SeasonalBaseline:
             self.prof_w[j] = min(self.w_cap, tot)
 
     def rebase(self) -> None:
-        """Adopt the shadow (unprotected) level: a persistent shift becomes the new normal."""
+        """Adopt the shadow (unprotected) level: a persistent shift becomes the new normal.
+
+        The forecast errors are forgotten too, so the blend starts from the local level and
+        lets the profile earn its weight back.
+        """
         if self.raw_level is not None:
             self.level = self.raw_level
             self.trend = 0.0
         if self.raw_den != 0.0:
             self.r_num, self.r_den = self.raw_num, self.raw_den
+        self.mse_local = self.mse_seasonal = 0.0

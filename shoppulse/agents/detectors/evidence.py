@@ -16,12 +16,16 @@ smaller than the effect give no evidence however many events back them. Tails us
 continuous extension of the discrete CDFs (regularised incomplete gamma / beta) so
 dividing counts by ``phi`` is well defined. Cost: ~2 µs per tail.
 
->>> z_up, z_dn = binomial_z(0, 3, p_up=0.06, p_dn=0.0, phi=1.0)
->>> round(z_dn, 1)  # p_dn = 0: a drop below 0 % is impossible, no evidence
--8.0
->>> z_up, z_dn = binomial_z(0, 3000, p_up=0.04, p_dn=0.02, phi=1.0)
->>> z_dn > 8
-True
+A 3 % conversion with a minimum effect of 0.3 points (null for a drop: 2.7 %):
+
+>>> round(binomial_z(0, 3, p_up=0.033, p_dn=0.027, phi=1.0)[1], 2)  # 0 of 3: nothing
+-1.41
+>>> round(binomial_z(0, 3000, p_up=0.033, p_dn=0.027, phi=1.0)[1], 1)  # 0 of 3 000
+12.5
+>>> round(binomial_z(0, 3000, p_up=0.033, p_dn=0.027, phi=4.0)[1], 1)  # over-dispersed
+6.0
+>>> round(poisson_z(160, mu_up=110, mu_dn=90, phi=1.0)[0], 1)  # 160 where 100 expected
+4.4
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ _inv_cdf = NormalDist().inv_cdf
 
 
 def tail_to_z(p: float) -> float:
-    """One-sided tail probability -> normal quantile, clipped to [-8, 37]."""
+    """One-sided tail probability -> normal quantile, clipped to [-8, 37] (NaN: -8)."""
+    if p != p:  # NaN: outside the distribution's domain, no evidence
+        return Z_MIN
     if not p > 1e-300:
         return Z_MAX
     if p >= 1.0 - 1e-15:
@@ -101,10 +107,5 @@ def _t_to_z(t: float, df: float) -> float:
 
 
 def normal_quantile(p: float) -> float:
-    """Standard normal quantile (used to solve bands)."""
+    """Standard normal quantile."""
     return _inv_cdf(p)
-
-
-def log10_tail(z: float) -> float:
-    """-log10 of the one-sided normal tail at ``z`` (for human-readable surprise)."""
-    return -math.log10(max(1e-300, 0.5 * math.erfc(z / math.sqrt(2.0))))

@@ -2,11 +2,10 @@
 
 Why: the daily rhythm is the main nuisance of business series. The forecast comes from
 :class:`~shoppulse.agents.detectors.baseline.SeasonalBaseline` (Holt level + trend on the
-first day, then per-slot-of-day profile times the recent level); the residual is
-standardised by its own running RMS (half-life ``dispersion_halflife``), judged with
-Student-t tails (``tail_df``) against the forecast shifted by the minimum effect
-(``min_effect`` relative, ``min_abs`` absolute), and accumulated by a two-sided
-:class:`~shoppulse.agents.detectors.persistence.Cusum` (``k``, ``h``, ``z_cap``).
+first day, then a per-slot-of-day profile times the recent level, blended with the local
+level by their recent errors); the residual is standardised by its own running RMS,
+judged with Student-t tails against the forecast shifted by the minimum effect, and
+accumulated by a two-sided :class:`~shoppulse.agents.detectors.persistence.Cusum`.
 
 It ignores numerator/denominator: it is the value-only member of the family and the
 parent of :class:`~shoppulse.agents.detectors.default.DefaultDetector`, which swaps the
@@ -14,13 +13,41 @@ residual model for count/ratio tails.
 
 Protection of the model: every point is learned winsorised at ``learn_clip`` sigmas, and
 points inside an alarm at ``anomaly_weight`` (the trend is frozen), so an incident does not
-become the expectation. A shift that keeps alarming for ``accept_after`` seconds (default
-2 h) is accepted as the new normal: the level jumps to the recent values and the CUSUM
-restarts, so a permanent change raises one long episode, not an endless one.
+become the expectation. A shift that keeps alarming for ``accept_after`` seconds is
+accepted as the new normal: the level jumps to the recent values, the CUSUM restarts and
+the noise is re-learned (nothing is judged for 10 points), so a permanent change raises
+one long episode, not an endless one.
 
-Score: ``max(S+, S-) / h`` capped at 1, the share of the evidence needed to alarm; it
-reaches 1 exactly when the CUSUM alarms. ``lower``/``upper``: the values beyond which a
-single window adds ``band_z`` sigmas of evidence past the minimum effect.
+Verdict: ``score = max(S+, S-) / h`` capped at 1, the share of the evidence needed to
+alarm (the alarm starts at 1 and holds until the score falls below 0.5); ``expected`` is
+the forecast; ``lower``/``upper`` are the values beyond which a single window adds
+``band_z`` sigmas of evidence past the minimum effect.
+
+Parameters (besides ``window``, ``period``, ``warmup``, ``seed`` of
+:class:`~shoppulse.agents.detectors.base.Detector`):
+
+``slots`` (48)
+    profile slots per period (30 min each for a day).
+``halflife`` (600 s)
+    memory of the recent level ``r`` (the first-day Holt level uses half of it).
+``season_days`` (4)
+    memory of the profile, in periods.
+``dispersion_halflife`` (7 200 s)
+    memory of the residual scale.
+``min_effect`` (0.1), ``min_abs`` (0)
+    minimum effect, relative to the expected value and absolute.
+``k`` (1), ``h`` (5), ``z_cap`` (6.5)
+    CUSUM allowance, threshold and per-window cap, in sigmas.
+``band_z`` (3)
+    width of ``lower``/``upper`` beyond the minimum effect, in sigmas.
+``tail_df`` (4)
+    Student-t degrees of freedom of the residual (``None``: Gaussian).
+``learn_clip`` (3.5)
+    winsorisation of what is learned, in sigmas.
+``anomaly_weight`` (0.05)
+    learning weight of points inside an alarm.
+``accept_after`` (7 200 s)
+    alarm duration after which a shift becomes the new normal.
 
 >>> import math
 >>> det = ForecastDetector()
@@ -55,15 +82,14 @@ class Evidence(NamedTuple):
     sq_resid: float  # squared residual ...
     base_var: float  # ... and the variance the model expects before over-dispersion
     sd: float = math.inf  # the noise sd used for the judgement (winsorises the dispersion)
-
-
-NO_EVIDENCE_Z = Z_MIN
+    std_resid: float = 0.0  # signed residual in those sds, against the unshifted forecast
 
 
 class ForecastDetector(Detector):
     """Seasonal forecast + standardised residual + CUSUM (value only)."""
 
     kind = "forecast"
+    seasonal = True
 
     def __init__(
         self,
@@ -89,7 +115,10 @@ class ForecastDetector(Detector):
     ) -> None:
         super().__init__(window=window, period=period, warmup=warmup, seed=seed)
         self.baseline = SeasonalBaseline(
-            window=window, period=period, slots=slots, halflife=halflife,
+            window=window,
+            period=period,
+            slots=slots,
+            halflife=halflife,
             season_days=season_days,
         )
         self.slots = slots
@@ -117,9 +146,14 @@ class ForecastDetector(Detector):
         """Ratio of observed to modelled residual variance (``None`` before any data)."""
         return self.disp_num / self.disp_den if self.disp_den > 0.0 else None
 
+    @property
+    def disp_known(self) -> bool:
+        """Enough residuals (10, or the warm-up if shorter) to trust the dispersion."""
+        return self.disp_den > 0.0 and self.disp_n >= min(10, max(1, self.warmup_points))
+
     def _dispersion(self) -> float | None:
         """The dispersion the residual model uses; ``None`` = unknown, judge nothing."""
-        return self.disp
+        return self.disp if self.disp_known else None
 
     def _reset_dispersion(self) -> None:
         self.disp_num = self.disp_den = 0.0
@@ -141,9 +175,7 @@ class ForecastDetector(Detector):
         """The quantity the baseline models (the value; ratio series override)."""
         return value
 
-    def _evidence(
-        self, mu: float, value: float, num: float | None, den: float | None
-    ) -> Evidence:
+    def _evidence(self, mu: float, value: float, num: float | None, den: float | None) -> Evidence:
         """Student-t residual with variance ``disp`` (here the residual variance itself)."""
         var = self._dispersion()
         if var is None:
@@ -154,7 +186,17 @@ class ForecastDetector(Detector):
         c = self.learn_clip * sd
         pad = effect + self.band_z * sd
         y = min(mu + c, max(mu - c, value))
-        return Evidence(z_up, z_dn, mu - pad, mu + pad, y, 1.0, (value - mu) ** 2, 1.0, sd)
+        return Evidence(
+            z_up, z_dn, mu - pad, mu + pad, y, 1.0, (value - mu) ** 2, 1.0, sd, (value - mu) / sd
+        )
+
+    def _accept(self) -> None:
+        """A shift alarmed for ``accept_after``: adopt it as the new normal and re-learn
+        the noise around it (nothing is judged until the dispersion is known again)."""
+        self.baseline.rebase()
+        self.cusum.reset()
+        self._reset_dispersion()
+        self.alarm_since = None
 
     def _confirm(self, obs: float, ev: Evidence, warming: bool) -> Evidence:
         """Hook for a second opinion that may lower the evidence (none here)."""
@@ -185,9 +227,7 @@ class ForecastDetector(Detector):
             if self.alarm_since is None:
                 self.alarm_since = ts
             elif ts - self.alarm_since >= self.accept_after:
-                self.baseline.rebase()
-                self.cusum.reset()
-                self.alarm_since = None
+                self._accept()
         else:
             self.alarm_since = None
         return score, mu, ev.lower, ev.upper, alarm, True
