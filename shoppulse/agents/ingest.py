@@ -168,13 +168,13 @@ class Ingest(Service):
                 if not records:
                     continue
             st.checkpoints.append((records[0].offset, st.agg.wm))
+            st.last_data = now
             for seg, allowed in self._segments(st, records):
                 batch = st.agg.process(seg)
                 self._count(tp.topic, batch)
                 dead.extend((tp, *inv) for inv in batch.invalid)
                 self._route(tp, st, batch, allowed, sections)
             st.next_offset = records[-1].offset + 1
-            st.last_data = now
             st.dirty = True
         self._heartbeats(now, sections)
         futures = await self._send(sections, dead)
