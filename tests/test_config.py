@@ -110,3 +110,12 @@ def test_config_check_cli(tmp_path):
     assert ok.exit_code == 0 and "metric shoppulse_conversion_ratio (ratio)" in ok.output
     bad = runner.invoke(main, ["config", "check", str(write(tmp_path, "topics: 3\n"))])
     assert bad.exit_code != 0 and "topics: " in bad.output
+
+
+def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
+    runner = CliRunner()
+    no_broker = runner.invoke(main, ["simulate", "--duration", "1s"], env={"SHOPPULSE_BROKER": ""})
+    assert no_broker.exit_code != 0 and "needs a running broker" in no_broker.output
+    bad = runner.invoke(main, ["simulate", "--incident", "nope@1m+1m", "--out",
+                               str(tmp_path / "x.jsonl")])
+    assert bad.exit_code != 0 and "unknown scenario 'nope'" in bad.output

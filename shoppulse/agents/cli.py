@@ -102,7 +102,6 @@ def worker(config_path: str | None, broker: str | None, web_port: int | None,
 def simulate(broker, config_path, seed, rate, speed, duration, start, incidents, out, truth):
     """Produce realistic shop traffic (clicks, orders, logistics) with incidents."""
     from shoppulse.streams.config import parse_duration
-    from shoppulse.streams.producer import produce_events
     from shoppulse.streams.simulator import write_ground_truth, write_jsonl
 
     sim = _simulator(seed, rate, start, incidents)
@@ -113,8 +112,17 @@ def simulate(broker, config_path, seed, rate, speed, duration, start, incidents,
         n = write_jsonl(sim.events(span), out)
         click.echo(f"wrote {n} events to {out}", err=True)
         return
-    cfg = _config(config_path, broker)
-    produce_events(cfg, sim.events(span), speed=speed, progress=True)
+    _produce(_config(config_path, broker), sim.events(span), speed)
+
+
+def _produce(cfg, events, speed: float) -> None:
+    from shoppulse.streams.broker import BrokerError
+    from shoppulse.streams.producer import produce_events
+
+    try:
+        produce_events(cfg, events, speed=speed, progress=True)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _simulator(seed: int, rate: float, start: float | None, incidents: tuple[str, ...]):
@@ -139,11 +147,9 @@ def _simulator(seed: int, rate: float, start: float | None, incidents: tuple[str
               help="event time runs N x wall clock; 0 = as fast as possible")
 def replay(file: str, broker: str | None, config_path: str | None, speed: float) -> None:
     """Feed recorded events (JSON lines from simulate --out) through the pipeline."""
-    from shoppulse.streams.producer import produce_events
     from shoppulse.streams.simulator import read_jsonl
 
-    cfg = _config(config_path, broker)
-    produce_events(cfg, read_jsonl(file), speed=speed, progress=True)
+    _produce(_config(config_path, broker), read_jsonl(file), speed)
 
 
 # -- demo and bench ----------------------------------------------------------------
