@@ -365,6 +365,8 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in ("SHOPPULSE_CONFIG", "SHOPPULSE_TANSU_BIN"):
             continue
+        if value == "":  # set but empty: as if unset
+            continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         target = data
         for part in path[:-1]:
@@ -372,7 +374,7 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
             if not isinstance(target, dict):
                 break
         else:
-            target[path[-1]] = yaml.safe_load(value) if value else value
+            target[path[-1]] = yaml.safe_load(value)
 
 
 def load_config(
