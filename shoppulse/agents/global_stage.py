@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from shoppulse.agents.plan import DISTINCT, SCALE, SUM, VALUES, Plan, new_acc
+from shoppulse.agents.plan import DISTINCT, SCALE, SUM, VALUES, Plan
 from shoppulse.streams.records import MetricPoint
 
 SEP = "\x1f"
@@ -198,6 +198,3 @@ def _component_value(op: int, c: Any) -> float:
 
 def encode_partials(sections: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"sources": sections})
-
-
-__all__ = ["GlobalStage", "encode_partials", "metric_point", "new_acc"]
