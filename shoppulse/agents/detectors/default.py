@@ -241,37 +241,13 @@ class DefaultDetector(ForecastDetector):
             sd = math.sqrt(phi * max(m, phi)) + 1e-9 * (1.0 + m)
             d = max(self.min_effect * m, self.min_events * phi, self.min_abs)
             z_up, z_dn = gauss_z(value, m + d, m - d, sd, self.tail_df)
-            y = min(m + clip * sd, max(max(0.0, m - clip * sd), value))
-            return Evidence(
-                z_up,
-                z_dn,
-                max(0.0, m - d - bz * sd),
-                m + d + bz * sd,
-                y,
-                1.0,
-                (value - m) ** 2,
-                m,
-                sd,
-                (value - m) / sd,
-            )
+            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip)
         if fam == "count":
             m = max(mu, 1e-3)
             d = max(self.min_effect * m, self.min_events, self.min_abs)
             z_up, z_dn = poisson_z(value, m + d, m - d, phi)
             sd = math.sqrt(phi * m)
-            y = min(m + clip * sd, max(max(0.0, m - clip * sd), value))
-            return Evidence(
-                z_up,
-                z_dn,
-                max(0.0, m - d - bz * sd),
-                m + d + bz * sd,
-                y,
-                1.0,
-                (value - m) ** 2,
-                m,
-                sd,
-                (value - m) / sd,
-            )
+            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip)
         return super()._evidence(mu, value, num, den)
 
     def _first_resid(self, mu: float, value: float, den: float | None) -> tuple[float, float]:
@@ -297,3 +273,13 @@ class DefaultDetector(ForecastDetector):
             return ev
         m = self.confirm_margin
         return ev._replace(z_up=min(ev.z_up, j.z_up + m), z_dn=min(ev.z_dn, j.z_dn + m))
+
+
+def _non_negative(
+    value: float, m: float, d: float, sd: float, z_up: float, z_dn: float, bz: float,
+    clip: float,
+) -> Evidence:
+    """Evidence of a count or sum: band floored at 0, learned value winsorised at ``clip``."""
+    y = min(m + clip * sd, max(max(0.0, m - clip * sd), value))
+    return Evidence(z_up, z_dn, max(0.0, m - d - bz * sd), m + d + bz * sd, y, 1.0,
+                    (value - m) ** 2, m, sd, (value - m) / sd)
