@@ -64,6 +64,15 @@ def dest_of(name: str, labels: tuple[str, ...], n_dest: int) -> int:
     return zlib.crc32(SEP.join([name, *labels]).encode()) % n_dest
 
 
+def split_by_dest(parts: dict[Any, list[Any]], plan: Plan, n_dest: int) -> list[list[Any]]:
+    """Partials ``[metric, labels, window start, acc]`` grouped by destination partition."""
+    per_dest: list[list[Any]] = [[] for _ in range(n_dest)]
+    for (mi, labels, start), acc in parts.items():
+        name = plan.metrics[mi].name
+        per_dest[dest_of(name, labels, n_dest)].append([name, labels, start, acc])
+    return per_dest
+
+
 class Ingest(Service):
     """Batched consume -> local stage -> partials + dead letters -> commit."""
 
@@ -211,18 +220,14 @@ class Ingest(Service):
         allowed: set[int] | None,
         sections: list[list[dict[str, Any]]],
     ) -> None:
-        names = [m.name for m in self.plan.metrics]
-        per_dest: list[list[Any]] = [[] for _ in range(self.n_dest)]
-        for (mi, labels, start), acc in batch.parts.items():
-            name = names[mi]
-            per_dest[dest_of(name, labels, self.n_dest)].append([name, labels, start, acc])
+        per_dest = split_by_dest(batch.parts, self.plan, self.n_dest)
         wm = st.agg.wm
         for d in range(self.n_dest):
             if allowed is not None and d not in allowed:
                 continue
             sections[d].append({
                 "topic": tp.topic, "partition": tp.partition, "first": batch.first,
-                "last": batch.last, "wm": _finite(wm), "idle": False, "parts": per_dest[d],
+                "last": batch.last, "wm": wm_json(wm), "idle": False, "parts": per_dest[d],
             })
         st.idle = False
         st.reported_wm, st.reported_idle, st.last_report = wm, False, st.last_data
@@ -242,7 +247,7 @@ class Ingest(Service):
                 continue
             for d in range(self.n_dest):
                 sections[d].append({"topic": tp.topic, "partition": tp.partition, "first": -1,
-                                    "last": -1, "wm": _finite(st.agg.wm), "idle": st.idle,
+                                    "last": -1, "wm": wm_json(st.agg.wm), "idle": st.idle,
                                     "parts": []})
             st.reported_wm, st.reported_idle, st.last_report = st.agg.wm, st.idle, now
 
@@ -276,8 +281,8 @@ class Ingest(Service):
                 continue
             st.dirty = False
             r, rwm = self._rebuild_point(st)
-            out[tp] = {"offset": st.next_offset, "wm": _finite(st.agg.wm), "r": r,
-                       "rwm": _finite(rwm)}
+            out[tp] = {"offset": st.next_offset, "wm": wm_json(st.agg.wm), "r": r,
+                       "rwm": wm_json(rwm)}
         return out
 
     @Service.task
@@ -481,7 +486,7 @@ async def _read_range(
             yield m
 
 
-def _finite(x: float) -> float | None:
+def wm_json(x: float) -> float | None:
     """JSON has no infinities: -inf (nothing seen yet) travels as null."""
     return x if math.isfinite(x) else None
 

@@ -15,7 +15,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from shoppulse.agents.global_stage import GlobalStage, encode_partials
-from shoppulse.agents.ingest import dest_of
+from shoppulse.agents.ingest import split_by_dest, wm_json
 from shoppulse.agents.local_stage import DimensionCap, PartitionAggregator, Record
 from shoppulse.agents.plan import compile_plan
 from shoppulse.streams.config import Config
@@ -37,7 +37,6 @@ def run_offline(
     progress: dict[str, bytes] = {}
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
     stage = GlobalStage(plan, windows, progress, sources)
-    names = [m.name for m in plan.metrics]
     decoders = {t: compile_topic(t, s, max_bytes=config.max_event_bytes)
                 for t, s in config.topics.items()}
     for topic, spec in config.topics.items():
@@ -51,16 +50,12 @@ def run_offline(
         for tp, recs in pending.items():
             agg = aggs[tp]
             out = agg.process(recs) if recs else None
-            per_dest: list[list[Any]] = [[] for _ in range(n_dest)]
-            if out is not None:
-                for (mi, labels, start), acc in out.parts.items():
-                    per_dest[dest_of(names[mi], labels, n_dest)].append(
-                        [names[mi], labels, start, acc])
+            per_dest = split_by_dest(out.parts if out else {}, plan, n_dest)
             for d in range(n_dest):
                 sections[d].append({
                     "topic": tp[0], "partition": tp[1],
                     "first": out.first if out else -1, "last": out.last if out else -1,
-                    "wm": agg.wm if agg.wm != float("-inf") else None, "idle": final,
+                    "wm": wm_json(agg.wm), "idle": final,
                     "parts": per_dest[d]})
             recs.clear()
         for d in range(n_dest):
