@@ -189,29 +189,36 @@ def incident_schedule(days: float, seed: int) -> list[Any]:
     return out
 
 
-def affected_series(truth: dict[str, Any], series: dict[str, dict[str, str]]) -> list[str]:
+def affected_series(truth: dict[str, Any], series: dict[str, tuple[str, dict[str, str]]]
+                    ) -> list[str]:
+    """Keys of the series an incident is expected to move (see :data:`SCENARIO_METRICS`)."""
     metrics = set(SCENARIO_METRICS.get(truth["scenario"], []))
     affected = truth.get("affected") or {}
     return [key for key, (metric, labels) in series.items() if metric in metrics
             and all(labels.get(k, v) == v for k, v in affected.items())]
 
 
-def detect(*, days: float = 3.0, as_json: bool = False, seed: int = 7,
-           rate: float = 8.0) -> dict[str, Any]:
-    """Simulated days with incidents -> offline pipeline -> detectors vs baselines."""
-    from shoppulse.agents.detect_bench import evaluate
+PointRows = dict[str, list[tuple[Any, ...]]]
+SeriesMeta = dict[str, tuple[str, dict[str, str]]]
+
+
+def simulate_points(*, days: float, seed: int, rate: float, say: Any = print
+                    ) -> tuple[PointRows, SeriesMeta, list[dict[str, Any]], float]:
+    """Simulated days with scheduled incidents -> offline pipeline -> points per series.
+
+    Returns (points per series key, (metric, labels) per key, raw ground truth, window).
+    """
     from shoppulse.agents.offline import run_offline
     from shoppulse.streams.simulator import Simulator
 
-    say = (lambda *a: None) if as_json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     cfg = load_config(DEFAULT_PATH, env={})
     sim = Simulator(seed=seed, rate=rate, start=DETECT_START,
                     incidents=incident_schedule(days, seed))
     say(f"simulating {days:g} days at {rate:g} sessions/s peak, "
         f"{len(sim.incidents)} incidents ...")
     t0 = time.perf_counter()
-    series: dict[str, list[tuple]] = {}
-    meta: dict[str, tuple[str, dict[str, str]]] = {}
+    series: PointRows = {}
+    meta: SeriesMeta = {}
     for p in run_offline(cfg, sim.events(days * 86400)):
         key = p.series
         if key not in meta:
@@ -219,24 +226,97 @@ def detect(*, days: float = 3.0, as_json: bool = False, seed: int = 7,
         series.setdefault(key, []).append(
             (p.window_start, p.window_end, p.value, p.numerator, p.denominator))
     say(f"{sum(map(len, series.values())):,} points of {len(series)} series "
-        f"in {time.perf_counter() - t0:.0f}s; scoring ...")
-    truth = []
-    for t in sim.ground_truth():
-        keys = affected_series(t, meta)
-        truth.append({**t, "series": keys})
-    result = evaluate(series, truth, ["default", "gaussian", "hst"], cfg.windows.size)
+        f"in {time.perf_counter() - t0:.0f}s")
+    return series, meta, sim.ground_truth(), float(cfg.windows.size)
+
+
+def save_points(path: str, series: PointRows, meta: SeriesMeta, truth: list[dict[str, Any]],
+                window: float, header: dict[str, Any]) -> None:
+    """Write a points file: JSON lines, one ``{"type": ...}`` object per line.
+
+    ``header`` (first line: window, days, seed, rate), then one ``truth`` line per incident
+    (scenario, start, end, magnitude, affected: the simulator's ground truth, not yet
+    mapped to series, so :data:`SCENARIO_METRICS` can change without re-simulating), then
+    one ``series`` line per series (key, metric, labels, points as
+    ``[window_start, window_end, value, numerator, denominator]``).
+    """
+    with open(path, "wb") as f:
+        f.write(orjson.dumps({"type": "header", "window": window, **header}) + b"\n")
+        for t in truth:
+            f.write(orjson.dumps({"type": "truth", **t}) + b"\n")
+        for key, pts in series.items():
+            metric, labels = meta[key]
+            f.write(orjson.dumps({"type": "series", "key": key, "metric": metric,
+                                  "labels": labels, "points": pts}) + b"\n")
+
+
+def load_points(path: str) -> tuple[PointRows, SeriesMeta, list[dict[str, Any]], float,
+                                    dict[str, Any]]:
+    """Read a file written by :func:`save_points`: (series, meta, truth, window, header)."""
+    series: PointRows = {}
+    meta: SeriesMeta = {}
+    truth: list[dict[str, Any]] = []
+    header: dict[str, Any] = {}
+    with open(path, "rb") as f:
+        for line in f:
+            obj = orjson.loads(line)
+            kind = obj.pop("type")
+            if kind == "header":
+                header = obj
+            elif kind == "truth":
+                truth.append(obj)
+            elif kind == "series":
+                series[obj["key"]] = [tuple(p) for p in obj["points"]]
+                meta[obj["key"]] = (obj["metric"], obj["labels"])
+    if "window" not in header:
+        raise ValueError(f"{path}: not a points file (no header line)")
+    return series, meta, truth, float(header["window"]), header
+
+
+def detect(*, days: float = 3.0, as_json: bool = False, seed: int = 7, rate: float = 8.0,
+           save: str | None = None, points: str | None = None) -> dict[str, Any]:
+    """Simulated days with incidents -> offline pipeline -> detectors vs baselines.
+
+    ``save``: also write the points and ground truth to this file (:func:`save_points`);
+    ``points``: score the points of such a file instead of simulating (``days``, ``seed``
+    and ``rate`` are then those of the file).
+    """
+    from shoppulse.agents.detect_bench import evaluate
+    from shoppulse.streams.incidents import MIN_MAGNITUDE
+
+    say = (lambda *a: None) if as_json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    if points:
+        series, meta, raw_truth, window, header = load_points(points)
+        say(f"{sum(map(len, series.values())):,} points of {len(series)} series from {points} "
+            f"(seed {header.get('seed')}, rate {header.get('rate')})")
+    else:
+        series, meta, raw_truth, window = simulate_points(days=days, seed=seed, rate=rate,
+                                                          say=say)
+        header = {"days": days, "seed": seed, "rate": rate}
+        if save:
+            save_points(save, series, meta, raw_truth, window, header)
+            say(f"points and ground truth written to {save}")
+    say("scoring ...")
+    truth = [{**t, "series": affected_series(t, meta)} for t in raw_truth]
+    result = evaluate(series, truth, ["default", "gaussian", "hst"], window,
+                      min_magnitude=MIN_MAGNITUDE)
     result["incidents"] = len(truth)
+    result["seed"], result["rate"] = header.get("seed"), header.get("rate")
     if as_json:
         print(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode())
         return result
-    print(f"{result['simulated_days']:.2f} simulated days, {result['series']} series, "
+    print(f"{result['simulated_days']:.2f} simulated days (seed {result['seed']}, rate "
+          f"{result['rate']:g} sessions/s peak), {result['series']} series, "
           f"{result['updates']:,} updates, {len(truth)} incidents")
-    header = f"{'detector':<10} {'scenario':<26} {'recall':>6} {'ttd p50':>8} {'ttd p95':>8}"
-    print(header)
+    header_line = (f"{'detector':<10} {'scenario':<26} {'n':>3} {'recall':>6} {'ttd p50':>8} "
+                   f"{'ttd p95':>8}")
+    print(header_line)
     for res in [result, *result["baselines"].values()]:
         for name, sc in sorted(res["scenarios"].items()):
             med, p95 = (_fmt(sc.get(k)) for k in ("ttd_median_windows", "ttd_p95_windows"))
-            print(f"{res['detector']:<10} {name:<26} {sc['recall']:>6.2f} {med:>8} {p95:>8}")
+            recall = "-" if sc["recall"] is None else f"{sc['recall']:.2f}"
+            print(f"{res['detector']:<10} {name:<26} {sc['incidents']:>3} {recall:>6} {med:>8} "
+                  f"{p95:>8}")
         print(f"{res['detector']:<10} false alarms/day {res['false_alarms_per_day']:.2f}, "
               f"{res['us_per_update']:.1f} us/update")
     return result

@@ -188,14 +188,23 @@ def bench_throughput(events: int, runs: int, as_json: bool) -> None:
 
 
 @bench.command("detect")
-@click.option("--days", default=3.0, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--seed", default=7, show_default=True)
-def bench_detect(days: float, as_json: bool, seed: int) -> None:
+@click.option("--days", default=3.0, show_default=True, help="simulated days")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--seed", default=7, show_default=True, help="simulator and schedule seed")
+@click.option("--rate", default=8.0, show_default=True, help="sessions/s at the daily peak")
+@click.option("--save-points", "save", type=click.Path(dir_okay=False),
+              help="also write the metric points and ground truth to FILE (JSON lines)")
+@click.option("--points", type=click.Path(exists=True, dir_okay=False),
+              help="score the points of a --save-points FILE instead of simulating "
+                   "(seconds instead of minutes; --days/--seed/--rate are the file's)")
+def bench_detect(days: float, as_json: bool, seed: int, rate: float, save: str | None,
+                 points: str | None) -> None:
     """Detectors on simulated days with injected incidents: recall, TTD, false alarms."""
     from shoppulse.agents.bench import detect
 
-    detect(days=days, as_json=as_json, seed=seed)
+    if save and points:
+        raise click.UsageError("--save-points and --points exclude each other")
+    detect(days=days, as_json=as_json, seed=seed, rate=rate, save=save, points=points)
 
 
 if __name__ == "__main__":  # pragma: no cover
