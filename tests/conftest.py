@@ -97,7 +97,7 @@ class WorkerProcess:
 def workers(tmp_path: Path, kafka: EmbeddedBroker, app_name: str):
     """Factory of worker processes for this test's app; all stopped afterwards."""
     started: list[WorkerProcess] = []
-    env = {**os.environ, "SHOPPULSE_APP": app_name}
+    env = {**os.environ, "SHOPPULSE_APP": app_name, "PYTHONUNBUFFERED": "1"}  # logs survive SIGKILL
 
     def start(config: Path, idle_timeout: str | None = None) -> WorkerProcess:
         """``idle_timeout``: for streams paced so slowly that a partition may pause."""

@@ -99,3 +99,34 @@ def test_session_fixture_round_trips_with_an_independent_client(broker):
     got = [m.value for m in consumer]
     consumer.close()
     assert got == [b'{"x": 1}']
+
+
+def test_log_end_offsets_count_every_record_of_the_last_batch(broker):
+    """The broker may report the end of a multi-record batch short; ours is exact."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.structs import TopicPartition
+
+    from shoppulse.streams.offsets import log_end_offsets
+
+    topic = f"ends-{os.getpid()}-{time.monotonic_ns()}"
+    tp = TopicPartition(topic, 0)
+
+    async def run() -> list[int]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=50)
+        reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+        await producer.start()
+        await reader.start()
+        try:
+            ends = []
+            for n in (1, 3, 5):  # n records sent together: one batch
+                futures = [await producer.send(topic, b"v", partition=0) for _ in range(n)]
+                last = (await asyncio.gather(*futures))[-1].offset
+                ends.append((await log_end_offsets(reader, [tp]))[tp] - (last + 1))
+            return ends
+        finally:
+            await producer.stop()
+            await reader.stop()
+
+    assert asyncio.run(run()) == [0, 0, 0]

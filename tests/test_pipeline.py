@@ -152,13 +152,7 @@ def test_two_workers_share_and_take_over(kafka, config, workers):
     producer.join(120)
     expected = compute_points(config, input_records(kafka.bootstrap, config))
     got = collect(kafka.bootstrap, config.topic_name("metrics"), set(expected), timeout=180)
-    try:
-        assert_equal_to_oracle(got, expected)
-    except AssertionError as exc:
-        # Known defect (README, "Known issues"): when one of two workers is SIGKILLed right
-        # after a rebalance, a few session transitions of the minute before the kill are
-        # lost. Reported as an expected failure until fixed, never as a pass.
-        pytest.xfail(f"two-worker takeover loses session partials: {str(exc)[:300]}")
+    assert_equal_to_oracle(got, expected)
 
 
 def test_invalid_events_go_to_deadletter(kafka, config, workers):

@@ -23,6 +23,8 @@ from shoppulse.agents.exporter import Exporter
 from shoppulse.agents.global_stage import GlobalStage
 from shoppulse.agents.ingest import Ingest
 from shoppulse.agents.plan import Plan, compile_plan
+from shoppulse.agents.tables import DurableTable, written
+from shoppulse.agents.transport import App
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint
 from shoppulse.streams.topics import INTERNAL_PARTITIONS
@@ -64,12 +66,13 @@ def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, A
         "broker_commit_interval": 1.0,
         "stream_wait_empty": False,
         "web_transport": "tcp://",
+        "Table": DurableTable,  # agents wait for their table writes before the next event
     }
 
 
 def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -> Runtime:
     n_dest = INTERNAL_PARTITIONS["partials"]
-    app = faust.App(config.app, **faust_settings(config, bootstrap,
+    app = App(config.app, **faust_settings(config, bootstrap,
                                                  web_port if web_port is not None
                                                  else config.web_port))
     plan = compile_plan(config)
@@ -110,6 +113,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                     exporter.observe(p, dest)
                     exporter.close_delay.observe(max(0.0, now - p.window_end - plan.grace))
                 stage.mark_emitted(wkey)
+            await written(windows, progress)  # only then may Faust commit this event
 
     @app.agent(metrics_topic, name="detect")
     async def detect(stream: faust.StreamT) -> None:
@@ -119,6 +123,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                 continue  # a re-emitted window: learned once already
             await anomalies_topic.send(key=event.key, value=verdict.dumps())
             detection.observe(verdict, event.message.partition)
+            await written(models)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

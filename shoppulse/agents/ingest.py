@@ -38,6 +38,7 @@ from shoppulse.agents.global_stage import SEP, encode_partials
 from shoppulse.agents.local_stage import Batch, DimensionCap, PartitionAggregator
 from shoppulse.agents.plan import Plan
 from shoppulse.streams.config import Config
+from shoppulse.streams.offsets import log_end_offsets
 from shoppulse.streams.schemas import compile_topic
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Ingest(Service):
             max_poll_interval_ms=300000,
         )
         await self.consumer.start()
+        # may be short on the embedded broker (streams.offsets): a lower bound is enough
         ends = await self.consumer.end_offsets(
             [TopicPartition(self.partials_topic, d) for d in range(self.n_dest)]
         )
@@ -384,7 +386,7 @@ class Ingest(Service):
         wanted = {f"{tp.topic}:{tp.partition}".encode(): tp for tp in tps}
         found: dict[TopicPartition, Any] = {}
         ctp = TopicPartition(self.checkpoint_topic, 0)
-        end = (await reader.end_offsets([ctp]))[ctp]
+        end = (await log_end_offsets(reader, [ctp]))[ctp]
         chunk = 5000
         while end > 0 and len(found) < len(wanted):
             start = max(0, end - chunk)
@@ -405,7 +407,7 @@ class Ingest(Service):
             return []
         out = []
         dests = [TopicPartition(self.partials_topic, d) for d in range(self.n_dest)]
-        ends = await reader.end_offsets(dests)
+        ends = await log_end_offsets(reader, dests)
         for dtp in dests:
             starts = [cp["pe"][dtp.partition] for cp in checkpoints.values()
                       if dtp.partition < len(cp.get("pe", []))]
