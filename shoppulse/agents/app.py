@@ -72,9 +72,8 @@ def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, A
 
 def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -> Runtime:
     n_dest = INTERNAL_PARTITIONS["partials"]
-    app = App(config.app, **faust_settings(config, bootstrap,
-                                                 web_port if web_port is not None
-                                                 else config.web_port))
+    port = web_port if web_port is not None else config.web_port
+    app = App(config.app, **faust_settings(config, bootstrap, port))
     plan = compile_plan(config)
     exporter = Exporter(config)
     partials = app.topic(config.topic_name("partials"), partitions=n_dest,
