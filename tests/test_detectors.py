@@ -290,3 +290,11 @@ def test_families_are_detected(kind: str) -> None:
         val = point.pop("value")
         det.update(0.0, val, **point)
         assert det.family == family  # type: ignore[attr-defined]
+    # a proportion whose numerator then exceeds its denominator in whole events (refunds of
+    # earlier orders per order placed) is a rate of events, not an average
+    det = make_detector(kind)
+    det.update(0.0, 0.0, numerator=0.0, denominator=5.0)
+    det.update(60.0, 1.5, numerator=3.0, denominator=2.0)
+    assert det.family == "rate"  # type: ignore[attr-defined]
+    det.update(120.0, 2.25, numerator=4.5, denominator=2.0)
+    assert det.family == "mean"  # type: ignore[attr-defined]

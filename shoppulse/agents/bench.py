@@ -153,15 +153,33 @@ def throughput(*, events: int = 300_000, runs: int = 3, as_json: bool = False) -
 
 
 #: What each scenario is expected to move: metrics whose series matching the incident's
-#: affected dimensions form its ground truth (a dimension a metric lacks matches).
+#: affected dimensions form its ground truth (a dimension a metric lacks matches, so the
+#: ``*_overall`` totals match every incident of their scenario). An alarm on a series not
+#: listed here counts as false, so every metric the simulated failure moves by mechanism is
+#: listed, and nothing it leaves alone in expectation (ratios it does not touch, such as
+#: the conversion of a channel whose traffic drops).
 SCENARIO_METRICS = {
-    "payment_outage": ["payment_success", "payment_success_by_method"],
-    "checkout_conversion_drop": ["conversion", "orders", "gmv"],
-    "landing_bounce_spike": ["bounce"],
+    # failed payments only: orders are still placed (conversion, orders and GMV count
+    # placed orders and purchase clicks), so only payment success moves
+    "payment_outage": ["payment_success", "payment_success_by_method",
+                       "payment_success_overall"],
+    # checkout -> purchase fails: fewer purchases, hence fewer orders and less GMV
+    "checkout_conversion_drop": ["conversion", "orders", "gmv", "conversion_overall",
+                                 "orders_overall", "gmv_overall"],
+    # bounced sessions never reach add_to_cart, checkout or purchase: per-session funnel
+    # rates of the affected traffic fall with the bounce rise, and with them orders and GMV
+    "landing_bounce_spike": ["bounce", "bounce_overall", "add_to_cart", "conversion",
+                             "conversion_overall", "orders", "orders_overall", "gmv",
+                             "gmv_overall"],
+    # fewer sessions of one channel: every count of that channel, and the site totals and
+    # per-category GMV that include it; its ratios stay as they were
     "channel_traffic_drop": ["sessions_started", "landing_views", "impressions", "clicks",
-                             "orders"],
+                             "orders", "gmv", "sessions_started_overall", "orders_overall",
+                             "gmv_overall"],
+    # extra sessions that click, land, bounce and never buy
     "bot_traffic": ["bounce", "sessions_started", "landing_views", "clicks", "impressions", "ctr",
-                    "conversion", "add_to_cart"],
+                    "conversion", "add_to_cart", "sessions_started_overall", "bounce_overall",
+                    "conversion_overall"],
     "logistics_delay": ["delay", "on_time_delivery", "on_time_delivery_by_region"],
 }
 DETECT_START = 1_767_225_600.0  # 2026-01-01 00:00 UTC

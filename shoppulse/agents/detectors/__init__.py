@@ -60,7 +60,7 @@ __all__ = [
     "make_detector",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the pickled-model format; bump on any change to a detector's attributes."""
 
 DETECTOR_KINDS: dict[str, type[Detector]] = {

@@ -10,8 +10,14 @@ series actually has (``family``, detected from the data unless given):
     forecasts the rate; the observed numerator is judged against Binomial(denominator,
     rate) widened by the over-dispersion ``phi >= 1`` (quasi-binomial). 0 of 3 at a 3 %
     rate is noise; 0 of 3 000 is an outage.
+``rate``
+    a ratio series whose numerator later exceeds its denominator in whole events: the
+    numerator counts other events than the denominator's (refunds of earlier orders per
+    order placed now). The observed numerator is judged against quasi-Poisson with mean
+    ``denominator * rate``.
 ``mean``
-    numerator and denominator given with ``numerator > denominator``: an average such as
+    numerator and denominator given with ``numerator > denominator`` from the first point,
+    or with a non-integer numerator above the denominator: an average such as
     order value = GMV / orders. Positive averages are skewed, so they are judged on the
     log scale with ``Var(log value) = phi / denominator`` and Student-t tails.
 ``count``
@@ -23,7 +29,8 @@ series actually has (``family``, detected from the data unless given):
     anything else (a negative value was seen): Student-t with variance ``phi``.
 
 With ``family="auto"`` the family is decided by the data and may change once in a while:
-ratio -> mean at the first ``numerator > denominator``, count -> sum at the first
+ratio -> rate (whole numerator) or mean at the first ``numerator > denominator``,
+rate -> mean at a non-integer numerator, count -> sum at the first
 non-integer value, count/sum -> gauss at the first negative value. The over-dispersion is
 then re-learned and the warm-up restarts (``warming_up=True`` again), because the old
 estimate is in the wrong units. A ratio series' point without its denominator is not
@@ -34,9 +41,14 @@ at reduced weight during alarms, half-life ``dispersion_halflife``: minute-to-mi
 jitter beyond Poisson/binomial noise widens the limits instead of alarming.
 
 Minimum effect: the null is shifted by ``max(min_effect * expected, min_events)`` events
-(ratios: ``min_effect`` of the rarer outcome's rate, or ``min_events`` out of the
-denominator; sums: ``min_events`` events of typical size; averages: ``min_effect``
-relative), so tiny but significant changes on huge series do not count.
+(sums: ``min_events`` events of typical size; averages: ``min_effect`` relative), so tiny
+but significant changes on huge series do not count. Ratios and rates instead take
+``max(min_effect * q, estimate_z * sqrt(q / n))`` where ``q`` is the expected rate of the
+rarer outcome and ``n`` the trials behind that estimate (the recent level's memory times
+the usual denominator): relative to the rate, and shrinking with volume. An absolute
+``min_events / denominator`` (the previous rule) made thin series blind: 3 of 8 payments
+succeeding where 6 of 6 is normal never counted. Ratio and rate forecasts have no trend
+(a trend extrapolated a 97 % success rate past 100 % after a run of clean windows).
 
 Second opinion (the rolling-quantile detector's :class:`RollingBand`): the standardised
 residuals of the last ``confirm_span`` seconds (default 1 h, frozen while alarming) give a
@@ -52,7 +64,8 @@ bound the values adding at most ``band_z`` sigmas of evidence (at this window's
 denominator for ratios and averages).
 
 Parameters: those of :class:`~shoppulse.agents.detectors.forecast.ForecastDetector`, and
-``family`` ("auto"), ``min_events`` (3), ``confirm_span`` (3 600 s), ``confirm_margin`` (1).
+``family`` ("auto"), ``min_events`` (3, counts and sums), ``estimate_z`` (2, ratios and
+rates), ``confirm_span`` (3 600 s), ``confirm_margin`` (1).
 
 >>> det = DefaultDetector()
 >>> for i in range(300):  # a healthy 3 % conversion at ~1 000 sessions a window
@@ -74,7 +87,7 @@ from shoppulse.agents.detectors.evidence import Z_MIN, binomial_z, gauss_z, pois
 from shoppulse.agents.detectors.forecast import Evidence, ForecastDetector
 from shoppulse.agents.detectors.quantile import RollingBand
 
-FAMILIES = ("auto", "ratio", "mean", "count", "sum", "gauss")
+FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "gauss")
 
 
 class DefaultDetector(ForecastDetector):
@@ -89,6 +102,7 @@ class DefaultDetector(ForecastDetector):
         *,
         family: str = "auto",
         min_events: float = 3.0,
+        estimate_z: float = 2.0,
         confirm_span: float = 3600.0,
         confirm_margin: float | None = 1.0,
         **params: Any,
@@ -98,8 +112,13 @@ class DefaultDetector(ForecastDetector):
         super().__init__(**params)
         self.family_param = family
         self.family: str | None = None if family == "auto" else family
+        if self.family in ("ratio", "rate"):
+            self.baseline.beta = 0.0  # see _switch
         self.positive = True  # a "mean" series judged on the log scale
         self.min_events = min_events
+        self.estimate_z = estimate_z
+        a = self.baseline.alpha
+        self.memory = (2.0 - a) / a  # windows behind the recent level (EWMA effective size)
         self.den_avg: float | None = None
         self.confirm_span = confirm_span
         self.confirm_margin = confirm_margin
@@ -114,7 +133,7 @@ class DefaultDetector(ForecastDetector):
 
     def _dispersion(self) -> float | None:
         disp = self.disp if self.disp_known else None
-        if self.family in ("ratio", "count"):
+        if self.family in ("ratio", "rate", "count"):
             return 1.0 if disp is None else max(1.0, disp)
         return disp
 
@@ -124,6 +143,11 @@ class DefaultDetector(ForecastDetector):
             self._reset_dispersion()
             self.n_learned = 0
         self.family = family
+        if family in ("ratio", "rate"):
+            # a rate is bounded and has no minute-to-minute trend: a trend extrapolated it
+            # past 0 or 1 after a run of clean windows, and every ordinary failure alarmed
+            self.baseline.beta = 0.0
+            self.baseline.trend = 0.0
 
     # -- which family, and what the baseline models ---------------------------------
     def _observed(self, value: float, num: float | None, den: float | None) -> float | None:
@@ -137,6 +161,8 @@ class DefaultDetector(ForecastDetector):
                 else:
                     new = "gauss" if value < 0 else ("count" if value.is_integer() else "sum")
             elif fam == "ratio" and ratio_point and num > den:  # type: ignore[operator]
+                new = "rate" if num.is_integer() else "mean"  # type: ignore[union-attr]
+            elif fam == "rate" and ratio_point and not num.is_integer():  # type: ignore[union-attr]
                 new = "mean"
             elif fam in ("count", "sum") and not ratio_point and value < 0:
                 new = "gauss"
@@ -147,7 +173,7 @@ class DefaultDetector(ForecastDetector):
                 fam = new
         if fam in ("count", "sum") and value < 0:  # a pinned family outside its domain
             return None
-        if fam in ("ratio", "mean"):
+        if fam in ("ratio", "rate", "mean"):
             if not ratio_point or (fam == "ratio" and num > den):  # type: ignore[operator]
                 return None
             if fam == "mean" and self.positive and num <= 0:  # type: ignore[operator]
@@ -166,6 +192,19 @@ class DefaultDetector(ForecastDetector):
             return num / den  # type: ignore[operator]
         return value
 
+    def _estimate_error(self, q: float) -> float:
+        """``estimate_z`` standard errors of an expected rate ``q`` (of the rarer outcome).
+
+        The expected rate is learned from about ``memory * den_avg`` trials (the recent
+        level's memory): with 10 payments a window and a 3 % failure rate that is ~9
+        failures, so the estimate itself is off by a third now and then, and a run of clean
+        windows can pull it near 0. Judging against it as if it were exact alarms on
+        ordinary failures; shifting the null by its standard error does not, and shrinks
+        with volume. At least one event's worth (``q >= 1 / trials``) is assumed unknown.
+        """
+        n = self.memory * (self.den_avg or 1.0)
+        return self.estimate_z * math.sqrt(max(q, 1.0 / n) / n)
+
     def _info(self, den: float) -> float:
         return min(3.0, den / self.den_avg) if self.den_avg else 1.0
 
@@ -178,8 +217,8 @@ class DefaultDetector(ForecastDetector):
             return Evidence(Z_MIN, Z_MIN, None, None, value, 1.0, sq, base)
         bz, clip = self.band_z, self.learn_clip
         if fam == "ratio" and num is not None and den is not None:
-            p = min(1.0 - 1e-6, max(1e-6, mu))
-            d = max(self.min_effect * min(p, 1.0 - p), self.min_events / den)
+            p = min(1.0 - 1e-6, max(1e-6, mu))  # a trend may extrapolate a rate beyond 0..1
+            d = max(self.min_effect * min(p, 1.0 - p), self._estimate_error(min(p, 1.0 - p)))
             z_up, z_dn = binomial_z(num, den, p + d, p - d, phi)
             var = p * (1.0 - p) / den
             sd = math.sqrt(phi * var)
@@ -193,6 +232,26 @@ class DefaultDetector(ForecastDetector):
                 self._info(den),
                 (num - den * p) ** 2,
                 den * p * (1.0 - p),
+                sd * den,
+                (value - p) / sd,
+            )
+        if fam == "rate" and num is not None and den is not None:
+            # events per unit of the denominator: quasi-Poisson numerator, mean den * rate
+            p = max(mu, 1e-6 / den)
+            m = den * p
+            d = max(self.min_effect * p, self._estimate_error(p))
+            z_up, z_dn = poisson_z(num, den * (p + d), den * max(0.0, p - d), phi)
+            sd = math.sqrt(phi * p / den)
+            y = min(p + clip * sd, max(max(0.0, p - clip * sd), value))
+            return Evidence(
+                z_up,
+                z_dn,
+                max(0.0, p - d - bz * sd),
+                p + d + bz * sd,
+                y,
+                self._info(den),
+                (num - m) ** 2,
+                m,
                 sd * den,
                 (value - p) / sd,
             )
