@@ -122,7 +122,8 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                 continue  # a re-emitted window: learned once already
             await anomalies_topic.send(key=event.key, value=verdict.dumps())
             detection.observe(verdict, event.message.partition)
-            await written(models)
+            # no wait for the model write here: a crash can at worst cost a series one
+            # learning step (the verdict is out), and waiting for each point slows it down
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

@@ -27,6 +27,8 @@ class DurableTable(faust.Table):
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         fut = super().send_changelog(*args, **kwargs)
         self._unwritten.append(fut)
+        if len(self._unwritten) > 4096:  # an agent that never waits: keep only the pending
+            self._unwritten = [f for f in self._unwritten if not f.done()]
         return fut
 
     async def written(self) -> None:
