@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shoppulse.streams.broker import EmbeddedBroker, free_port
+from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 _app_ids = itertools.count(1)
@@ -58,6 +58,7 @@ class WorkerProcess:
              "--config", str(config), "--web-port", str(self.port), "--loglevel", "info"],
             stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
             start_new_session=True,
+            preexec_fn=die_with_parent,  # no stray worker if pytest itself is killed
         )
 
     @property

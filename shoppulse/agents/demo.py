@@ -63,7 +63,7 @@ def render(samples: dict, prev: dict, dt: float, url: str, started: float) -> Gr
         head.add_column(col, justify="right" if col != "topic" else "left")
     for topic in sorted(events):
         rate = (events[topic] - before.get(topic, 0.0)) / dt if dt > 0 else 0.0
-        head.add_row(topic, f"{rate:,.0f}", f"{events[topic]:,.0f}",
+        head.add_row(topic, _rate(rate), f"{events[topic]:,.0f}",
                      f"{invalid.get(topic, 0):,.0f}", f"{late.get(topic, 0):,.0f}")
     boards = []
     for title, names in BOARD:
@@ -83,12 +83,17 @@ def render(samples: dict, prev: dict, dt: float, url: str, started: float) -> Gr
 def summary(samples: dict, prev: dict, dt: float) -> str:
     events = _total(samples, "shoppulse_events_total", "topic")
     before = _total(prev, "shoppulse_events_total", "topic")
-    rates = ", ".join(f"{t} {(events[t] - before.get(t, 0.0)) / dt:,.0f}/s"
+    rates = ", ".join(f"{t} {_rate((events[t] - before.get(t, 0.0)) / dt)}/s"
                       for t in sorted(events)) if dt > 0 else ""
     points = sum(_total(samples, "shoppulse_metric_points_total").values())
     anomalous = sum(_total(samples, "shoppulse_anomalous_points_total").values())
     return f"{time.strftime('%H:%M:%S')} events {rates or '-'}; points {points:,.0f}; " \
            f"anomalous {anomalous:,.0f}"
+
+
+def _rate(per_second: float) -> str:
+    """Low rates keep a decimal: a quiet topic should not read as a dead one."""
+    return f"{per_second:,.1f}" if per_second < 10 else f"{per_second:,.0f}"
 
 
 def _interrupt(signum: int, frame: object) -> None:
