@@ -64,7 +64,8 @@ def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, A
         "value_serializer": "raw",
         "table_cleanup_interval": 3600.0,
         "broker_commit_interval": 1.0,
-        "stream_wait_empty": False,
+        "stream_wait_empty": True,  # a rebalance waits for the event in hand: its table
+        # writes must land before the changelog is read back (memory store)
         "web_transport": "tcp://",
         "Table": DurableTable,  # agents wait for their table writes before the next event
     }
