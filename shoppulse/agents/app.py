@@ -18,6 +18,7 @@ import faust
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.detection import DetectorStage
 from shoppulse.agents.exporter import Exporter
 from shoppulse.agents.global_stage import GlobalStage
@@ -93,38 +94,45 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
     stage = GlobalStage(plan, windows, progress, sources)
     ingest = Ingest(config, plan, bootstrap, exporter, n_dest=n_dest, loop=app.loop)
-    app._extra_services.append(ingest)  # started and stopped with the app
+    # the agents' notes of the last offset they started live next to their state
+    partials_in = Contiguous(bootstrap, progress, exporter.refetched, loop=app.loop)
+    points_in = Contiguous(bootstrap, models, exporter.refetched, loop=app.loop)
+    app._extra_services.extend([ingest, partials_in, points_in])  # started and stopped with the app
 
     @app.agent(partials, name="combine")
     async def combine(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            dest = event.message.partition
-            result = stage.apply(dest, orjson.loads(event.value))
-            if result.replayed:
-                exporter.replayed.inc(result.replayed)
-            for topic, n in (result.late_topics or {}).items():
-                exporter.late.labels(topic).inc(n)
-            for wkey, points in stage.close_ready(dest):
-                futures = [await metrics_topic.send(key=p.series.encode(), value=p.dumps())
-                           for p in points]
-                await asyncio.gather(*futures)
-                now = time.time()
-                for p in points:
-                    exporter.observe(p, dest)
-                    exporter.close_delay.observe(max(0.0, now - p.window_end - plan.grace))
-                stage.mark_emitted(wkey)
-            await written(windows, progress)  # only then may Faust commit this event
+            async for rec in partials_in.records(event):
+                await combine_one(rec.partition, rec.value)
+                await written(windows, progress)  # only then may Faust commit this event
+
+    async def combine_one(dest: int, value: bytes) -> None:
+        result = stage.apply(dest, orjson.loads(value))
+        if result.replayed:
+            exporter.replayed.inc(result.replayed)
+        for topic, n in (result.late_topics or {}).items():
+            exporter.late.labels(topic).inc(n)
+        for wkey, points in stage.close_ready(dest):
+            futures = [await metrics_topic.send(key=p.series.encode(), value=p.dumps())
+                       for p in points]
+            await asyncio.gather(*futures)
+            now = time.time()
+            for p in points:
+                exporter.observe(p, dest)
+                exporter.close_delay.observe(max(0.0, now - p.window_end - plan.grace))
+            stage.mark_emitted(wkey)
 
     @app.agent(metrics_topic, name="detect")
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            verdict = detection.score(MetricPoint.loads(event.value))
-            if verdict is None:
-                continue  # a re-emitted window: learned once already
-            await anomalies_topic.send(key=event.key, value=verdict.dumps())
-            detection.observe(verdict, event.message.partition)
-            # no wait for the model write here: a crash can at worst cost a series one
-            # learning step (the verdict is out), and waiting for each point slows it down
+            async for rec in points_in.records(event):
+                verdict = detection.score(MetricPoint.loads(rec.value))
+                if verdict is None:
+                    continue  # a re-emitted window: learned once already
+                await anomalies_topic.send(key=rec.key, value=verdict.dumps())
+                detection.observe(verdict, rec.partition)
+                # no wait for the model write here: a crash can at worst cost a series one
+                # learning step (the verdict is out), and waiting for each point slows it down
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

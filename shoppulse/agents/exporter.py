@@ -42,6 +42,10 @@ class Exporter:
         self.replayed = Counter(
             "shoppulse_partials_replayed", "Partial sections dropped as already applied",
             registry=r)
+        self.refetched = Counter(
+            "shoppulse_skipped_records_refetched",
+            "Records Faust skipped after a rebalance, read directly by the agent",
+            ["topic"], registry=r)
         self.close_delay = Histogram(
             "shoppulse_window_close_delay_seconds",
             "Wall-clock time from a window's end + grace to its emission",

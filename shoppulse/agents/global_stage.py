@@ -88,13 +88,13 @@ class GlobalStage:
     ) -> None:
         raw = self.windows.get(wkey)
         val = orjson.loads(raw) if raw is not None else {"applied": {}, "series": {}}
+        if sec["last"] <= val["applied"].get(src, -1):  # before the close: a replay is not late
+            result.replayed += 1
+            return
         if val.get("emitted"):
             late = sum(p[3][-1] for p in parts)
             result.late_after_close += late
             result.late_topics[sec["topic"]] = result.late_topics.get(sec["topic"], 0) + late
-            return
-        if sec["last"] <= val["applied"].get(src, -1):
-            result.replayed += 1
             return
         series = val["series"]
         ops_of = self.plan.ops

@@ -38,7 +38,7 @@ from shoppulse.agents.global_stage import SEP, encode_partials
 from shoppulse.agents.local_stage import Batch, DimensionCap, PartitionAggregator
 from shoppulse.agents.plan import Plan
 from shoppulse.streams.config import Config
-from shoppulse.streams.offsets import log_end_offsets
+from shoppulse.streams.offsets import log_end_offsets, read_range
 from shoppulse.streams.schemas import compile_topic
 
 log = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ class Ingest(Service):
         while end > 0 and len(found) < len(wanted):
             start = max(0, end - chunk)
             latest: dict[bytes, bytes] = {}
-            async for m in _read_range(reader, ctp, start, end):
+            async for m in read_range(reader, ctp, start, end):
                 if m.key in wanted:
                     latest[m.key] = m.value
             for key, value in latest.items():
@@ -412,7 +412,7 @@ class Ingest(Service):
             starts = [cp["pe"][dtp.partition] for cp in checkpoints.values()
                       if dtp.partition < len(cp.get("pe", []))]
             start = min(starts) if len(starts) == len(checkpoints) else 0
-            async for m in _read_range(reader, dtp, start, ends[dtp]):
+            async for m in read_range(reader, dtp, start, ends[dtp]):
                 out.append((dtp.partition, orjson.loads(m.value)["sources"]))
         return out
 
@@ -429,7 +429,7 @@ class Ingest(Service):
         st.agg.wm = _infinite(meta["rwm"])
         st.checkpoints.append((meta["r"], st.agg.wm))
         batch: list[Any] = []
-        async for m in _read_range(reader, tp, meta["r"], offset):
+        async for m in read_range(reader, tp, meta["r"], offset):
             batch.append(m)
             if len(batch) >= 20000:
                 st.agg.process(batch)
@@ -460,32 +460,6 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.ingest.lock:
             await self.ingest.assign(set(assigned))
-
-
-async def _read_range(
-    reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, stall: float = 10.0
-):
-    """Records of ``tp`` with offsets in [start, end); gives up (logged) if the broker stalls."""
-    if start >= end:
-        return
-    reader.assign([tp])
-    reader.seek(tp, start)
-    last_progress = time.monotonic()
-    pos = start
-    while pos < end:
-        got = (await reader.getmany(tp, timeout_ms=500, max_records=20000)).get(tp, [])
-        if not got:
-            if time.monotonic() - last_progress > stall:
-                log.warning("ingest restore: %s[%d] stalled at %d of [%d, %d)", tp.topic,
-                            tp.partition, pos, start, end)
-                return
-            continue
-        last_progress = time.monotonic()
-        for m in got:
-            if m.offset >= end:
-                return
-            pos = m.offset + 1
-            yield m
 
 
 def wm_json(x: float) -> float | None:
