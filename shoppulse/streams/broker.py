@@ -90,10 +90,13 @@ def wait_until_ready(bootstrap: str, timeout: float = 30.0) -> None:
         finally:
             await client.close()
 
+    host, _, port = bootstrap.rpartition(":")
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
+            # the port first: aiokafka logs every refused connection as an error
+            socket.create_connection((host, int(port)), timeout=0.5).close()
             asyncio.run(probe())
             return
         except Exception as exc:  # the broker is still starting
