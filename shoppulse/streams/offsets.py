@@ -49,22 +49,28 @@ async def log_end_offsets(
 
 
 async def read_range(
-    reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, stall: float = 10.0
+    reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int,
+    stall: float | None = 10.0,
 ) -> AsyncIterator[ConsumerRecord]:
-    """Records of ``tp`` with offsets in [start, end); gives up (logged) if the broker stalls."""
+    """Records of ``tp`` with offsets in [start, end). If the broker answers nothing for
+    ``stall`` seconds, give up (logged); with ``stall=None`` keep waiting (logged)."""
     if start >= end:
         return
     reader.assign([tp])
     reader.seek(tp, start)
+    patience = 10.0 if stall is None else stall
     last_progress = time.monotonic()
     pos = start
     while pos < end:
         got = (await reader.getmany(tp, timeout_ms=500, max_records=20000)).get(tp, [])
         if not got:
-            if time.monotonic() - last_progress > stall:
-                log.warning("reading %s[%d] stalled at %d of [%d, %d)", tp.topic,
-                            tp.partition, pos, start, end)
-                return
+            if time.monotonic() - last_progress > patience:
+                log.warning("reading %s[%d] stalled at %d of [%d, %d)%s", tp.topic,
+                            tp.partition, pos, start, end,
+                            "" if stall is None else ": giving up")
+                if stall is not None:
+                    return
+                last_progress = time.monotonic()
             continue
         last_progress = time.monotonic()
         for m in got:
