@@ -104,6 +104,8 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
              duration: float | None) -> None:
     console = Console()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo like Ctrl-C does
+    # Ctrl-C stops it even if a parent shell started it with SIGINT ignored (`cmd &`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     env = {**os.environ, "SHOPPULSE_WINDOWS__SIZE": os.environ.get(
         "SHOPPULSE_WINDOWS__SIZE", "10s")}
     procs: list[subprocess.Popen[bytes]] = []
@@ -136,6 +138,8 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
                         if p.poll() is not None:
                             raise SystemExit(f"{p.args[3]} exited with {p.returncode}; "
                                              "see shoppulse-demo.log")
+                    if broker.process is None or broker.process.poll() is not None:
+                        raise SystemExit("the embedded broker exited; stopping")
                     with contextlib.suppress(OSError):
                         samples = scrape(url)
                         now = time.monotonic()

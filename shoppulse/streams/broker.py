@@ -130,6 +130,8 @@ class EmbeddedBroker:
             [binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen,
              "--storage-engine", "memory://tansu/", "--silent"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            # Ctrl-C reaches the owner only, which stops its clients before the broker
+            start_new_session=True,
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         if log is not subprocess.DEVNULL:
