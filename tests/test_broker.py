@@ -19,13 +19,17 @@ from shoppulse.streams.broker import (
 )
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Running, not a zombie (also used by other process tests)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
-        return f.read().split(") ")[1][0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:  # reaped in between
+        return False
 
 
 def test_start_answers_metadata_and_stop_kills_the_process():
@@ -33,7 +37,7 @@ def test_start_answers_metadata_and_stop_kills_the_process():
         pid = b.process.pid
         assert b.bootstrap.startswith("127.0.0.1:")
         wait_until_ready(b.bootstrap, timeout=5)
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_broker_dies_with_a_killed_parent(tmp_path):
@@ -47,13 +51,13 @@ def test_broker_dies_with_a_killed_parent(tmp_path):
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
     try:
         child = int(parent.stdout.readline())
-        assert _alive(child)
+        assert alive(child)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         deadline = time.monotonic() + 10
-        while _alive(child) and time.monotonic() < deadline:
+        while alive(child) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(child), "tansu outlived its SIGKILLed parent"
+        assert not alive(child), "tansu outlived its SIGKILLed parent"
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from shoppulse.streams.broker import die_with_parent, free_port
+from tests.test_broker import alive
 
 
 def _children(pid: int) -> set[int]:
@@ -22,14 +23,6 @@ def _children(pid: int) -> set[int]:
             if int(stat.read_text().rsplit(") ", 1)[1].split()[1]) == pid:
                 out.add(int(stat.parent.name))
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _scrape(port: int) -> str:
@@ -67,7 +60,7 @@ def test_demo_shows_metrics_and_ctrl_c_stops_everything(tmp_path):
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
         assert demo.wait(60) == 0
         time.sleep(0.5)
-        left = [pid for pid in started if _alive(pid)]
+        left = [pid for pid in started if alive(pid)]
         assert not left, f"still running after Ctrl-C: {left}"
         assert b"stopping" in demo.stdout.read()
     finally:
