@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, MutableMapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -39,13 +39,6 @@ from prometheus_client import Counter
 from shoppulse.streams.offsets import read_range
 
 log = logging.getLogger(__name__)
-
-
-class Record(NamedTuple):
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 def note_key(partition: int) -> str:
@@ -65,8 +58,9 @@ class Contiguous(Service):
         self.refetched = refetched  # labelled with the topic
         self._reader: AIOKafkaConsumer | None = None
 
-    async def records(self, event: Any) -> AsyncIterator[Record]:
-        """Records up to and including ``event``'s message: the skipped ones first."""
+    async def records(self, event: Any) -> AsyncIterator[Any]:
+        """Records up to and including ``event``'s message, the skipped ones first: each
+        with ``partition``, ``offset``, ``key`` and ``value`` (raw bytes)."""
         msg = event.message
         key = note_key(msg.partition)
         raw = self.notes.get(key)
@@ -77,16 +71,14 @@ class Contiguous(Service):
             tp = TopicPartition(msg.topic, msg.partition)
             reader = await self._reader_started()
             async for rec in read_range(reader, tp, noted, msg.offset, stall=None):
-                self._note(key, rec.offset)
+                if rec.offset > noted:
+                    noted = rec.offset
+                    self.notes[key] = str(noted).encode()
                 self.refetched.labels(msg.topic).inc()
-                yield Record(msg.partition, rec.offset, rec.key, rec.value)
-        self._note(key, msg.offset)
-        yield Record(msg.partition, msg.offset, msg.key, msg.value)
-
-    def _note(self, key: str, offset: int) -> None:
-        raw = self.notes.get(key)
-        if raw is None or int(raw) < offset:
-            self.notes[key] = str(offset).encode()
+                yield rec
+        if noted is None or msg.offset > noted:
+            self.notes[key] = str(msg.offset).encode()
+        yield msg
 
     async def _reader_started(self) -> AIOKafkaConsumer:
         if self._reader is None:

@@ -6,10 +6,10 @@ the agents' gap filling (:mod:`shoppulse.agents.contiguous`).
 End offsets must be right on the embedded broker too. Tansu answers ListOffsets
 (latest) with the base offset of the partition's last record batch plus one, so after
 a batch of n records the end it reports is n - 1 short (measured: records 1-3 written
-in one batch -> end 2). A reader that stops at
-that end misses the newest records; for the ingest restore those are exactly the
-newest checkpoints and partials. Fetching from ``reported end - 1`` returns that last
-batch whole, and its last offset + 1 is the true end, on Kafka as on Tansu.
+in one batch -> end 2). A reader that stops at that end misses the newest records; for
+the ingest restore those are exactly the newest checkpoints and partials. Fetching from
+``reported end - 1`` returns that last batch whole, and its last offset + 1 is the true
+end, on Kafka as on Tansu.
 """
 
 from __future__ import annotations
