@@ -54,7 +54,7 @@ class WorkerProcess:
         self.port = free_port()
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoppulse.agents.cli", "worker", "--broker", broker_url,
+            [sys.executable, "-m", "shoppulse.commands.cli", "worker", "--broker", broker_url,
              "--config", str(config), "--web-port", str(self.port), "--loglevel", "info"],
             stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
             start_new_session=True,

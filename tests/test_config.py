@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from shoppulse.agents.cli import main
+from shoppulse.commands.cli import main
 from shoppulse.streams.config import DEFAULT_PATH, ConfigError, load_config, parse_duration
 
 GOOD_TOPIC = """

@@ -42,7 +42,7 @@ def _ignore_sigint() -> None:
 def test_demo_shows_metrics_and_ctrl_c_stops_everything(tmp_path):
     port = free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "shoppulse.agents.cli", "demo", "--web-port", str(port),
+        [sys.executable, "-m", "shoppulse.commands.cli", "demo", "--web-port", str(port),
          "--rate", "5"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True, preexec_fn=_ignore_sigint)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shoppulse.agents.detect_bench import Point, episodes, evaluate, run_detector, score_alarms
+from shoppulse.commands.detect_bench import Point, episodes, evaluate, run_detector, score_alarms
 
 WINDOW = 60.0
 DAY = 86400.0

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shoppulse.agents.detect_bench import episodes
-from shoppulse.agents.detectors import (
+from shoppulse.commands.detect_bench import episodes
+from shoppulse.detectors import (
     DETECTOR_KINDS,
     FORMAT_VERSION,
     ModelFormatError,

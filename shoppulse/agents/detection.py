@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from shoppulse.agents.detectors import ModelFormatError, dump_detector, load_detector, make_detector
+from shoppulse.detectors import ModelFormatError, dump_detector, load_detector, make_detector
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint, Verdict
 

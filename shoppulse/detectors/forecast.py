@@ -1,14 +1,14 @@
 """Forecasting-residual detector: seasonal forecast, standardised residual, CUSUM.
 
 Why: the daily rhythm is the main nuisance of business series. The forecast comes from
-:class:`~shoppulse.agents.detectors.baseline.SeasonalBaseline` (Holt level + trend on the
+:class:`~shoppulse.detectors.baseline.SeasonalBaseline` (Holt level + trend on the
 first day, then a per-slot-of-day profile times the recent level, blended with the local
 level by their recent errors); the residual is standardised by its own running RMS,
 judged with Student-t tails against the forecast shifted by the minimum effect, and
-accumulated by a two-sided :class:`~shoppulse.agents.detectors.persistence.Cusum`.
+accumulated by a two-sided :class:`~shoppulse.detectors.persistence.Cusum`.
 
 It ignores numerator/denominator: it is the value-only member of the family and the
-parent of :class:`~shoppulse.agents.detectors.default.DefaultDetector`, which swaps the
+parent of :class:`~shoppulse.detectors.default.DefaultDetector`, which swaps the
 residual model for count/ratio tails.
 
 Protection of the model: every point is learned winsorised at ``learn_clip`` sigmas, and
@@ -24,7 +24,7 @@ the forecast; ``lower``/``upper`` are the values beyond which a single window ad
 ``band_z`` sigmas of evidence past the minimum effect.
 
 Parameters (besides ``window``, ``period``, ``warmup``, ``seed`` of
-:class:`~shoppulse.agents.detectors.base.Detector`):
+:class:`~shoppulse.detectors.base.Detector`):
 
 ``slots`` (48)
     profile slots per period (30 min each for a day).
@@ -64,10 +64,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from shoppulse.agents.detectors.base import Detector, Step
-from shoppulse.agents.detectors.baseline import SeasonalBaseline
-from shoppulse.agents.detectors.evidence import Z_MIN, gauss_z
-from shoppulse.agents.detectors.persistence import Cusum
+from shoppulse.detectors.base import Detector, Step
+from shoppulse.detectors.baseline import SeasonalBaseline
+from shoppulse.detectors.evidence import Z_MIN, gauss_z
+from shoppulse.detectors.persistence import Cusum
 
 
 class Evidence(NamedTuple):

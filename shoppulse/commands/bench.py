@@ -78,7 +78,7 @@ def _pipeline(broker: EmbeddedBroker, n: int, app: str) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "SHOPPULSE_APP": app}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shoppulse.agents.cli", "worker", "--broker", broker.url,
+        [sys.executable, "-m", "shoppulse.commands.cli", "worker", "--broker", broker.url,
          "--config", str(DEFAULT_PATH), "--web-port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ps = psutil.Process(proc.pid)
@@ -299,7 +299,7 @@ def detect(*, days: float = 3.0, as_json: bool = False, seed: int = 7, rate: flo
     ``points``: score the points of such a file instead of simulating (``days``, ``seed``
     and ``rate`` are then those of the file).
     """
-    from shoppulse.agents.detect_bench import evaluate
+    from shoppulse.commands.detect_bench import evaluate
     from shoppulse.streams.incidents import MIN_MAGNITUDE
 
     say = (lambda *a: None) if as_json else (lambda *a: print(*a, file=sys.stderr, flush=True))

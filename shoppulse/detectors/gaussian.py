@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from river import anomaly
 
-from shoppulse.agents.detectors.base import Detector, Step
+from shoppulse.detectors.base import Detector, Step
 
 
 class GaussianDetector(Detector):

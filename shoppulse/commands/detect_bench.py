@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from shoppulse.agents.detectors import make_detector
+from shoppulse.detectors import make_detector
 
 Point = tuple[float, float, float | None, float | None, float | None]
 """(window_start, window_end, value, numerator, denominator)."""

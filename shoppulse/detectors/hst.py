@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from river import anomaly, compose, preprocessing, stats
 
-from shoppulse.agents.detectors.base import Detector, Step
+from shoppulse.detectors.base import Detector, Step
 
 
 class HSTDetector(Detector):

@@ -1,7 +1,7 @@
 """The default detector: seasonal forecast judged with count- and ratio-aware tails.
 
 Why: the same threshold must be right for 3 and for 3 000 events a window. It is the
-:class:`~shoppulse.agents.detectors.forecast.ForecastDetector` (seasonal baseline, CUSUM,
+:class:`~shoppulse.detectors.forecast.ForecastDetector` (seasonal baseline, CUSUM,
 protected learning, re-baselining) with the residual judged under the distribution the
 series actually has (``family``, detected from the data unless given):
 
@@ -63,7 +63,7 @@ Verdict: ``expected`` is the forecast value (the rate for ratios); ``lower``/``u
 bound the values adding at most ``band_z`` sigmas of evidence (at this window's
 denominator for ratios and averages).
 
-Parameters: those of :class:`~shoppulse.agents.detectors.forecast.ForecastDetector`, and
+Parameters: those of :class:`~shoppulse.detectors.forecast.ForecastDetector`, and
 ``family`` ("auto"), ``min_events`` (3, counts and sums), ``estimate_z`` (2, ratios and
 rates), ``confirm_span`` (3 600 s), ``confirm_margin`` (1).
 
@@ -83,9 +83,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shoppulse.agents.detectors.evidence import Z_MIN, binomial_z, gauss_z, poisson_z
-from shoppulse.agents.detectors.forecast import Evidence, ForecastDetector
-from shoppulse.agents.detectors.quantile import RollingBand
+from shoppulse.detectors.evidence import Z_MIN, binomial_z, gauss_z, poisson_z
+from shoppulse.detectors.forecast import Evidence, ForecastDetector
+from shoppulse.detectors.quantile import RollingBand
 
 FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "gauss")
 

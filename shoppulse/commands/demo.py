@@ -111,7 +111,7 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
     procs: list[subprocess.Popen[bytes]] = []
     with EmbeddedBroker() as broker:
         console.print(f"embedded Kafka (Tansu) on {broker.url}")
-        cmd = [sys.executable, "-m", "shoppulse.agents.cli"]
+        cmd = [sys.executable, "-m", "shoppulse.commands.cli"]
         logs = open("shoppulse-demo.log", "ab")  # noqa: SIM115
         try:
             procs.append(subprocess.Popen(

@@ -34,9 +34,9 @@ from __future__ import annotations
 from array import array
 from typing import NamedTuple
 
-from shoppulse.agents.detectors.base import Detector, Step
-from shoppulse.agents.detectors.evidence import gauss_z, normal_quantile
-from shoppulse.agents.detectors.persistence import Cusum
+from shoppulse.detectors.base import Detector, Step
+from shoppulse.detectors.evidence import gauss_z, normal_quantile
+from shoppulse.detectors.persistence import Cusum
 
 
 class Judgement(NamedTuple):

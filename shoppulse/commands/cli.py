@@ -162,7 +162,7 @@ def replay(file: str, broker: str | None, config_path: str | None, speed: float)
 @click.option("--duration", default=None, help="stop after this wall time (default: Ctrl-C)")
 def demo(config_path, web_port, rate, incidents, duration) -> None:
     """Broker + simulator + worker + live view, in one command. Ctrl-C stops all."""
-    from shoppulse.agents.demo import run_demo
+    from shoppulse.commands.demo import run_demo
     from shoppulse.streams.config import parse_duration
 
     cfg_path = config_path or str(Path("shoppulse.yaml") if Path("shoppulse.yaml").exists()
@@ -182,7 +182,7 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def bench_throughput(events: int, runs: int, as_json: bool) -> None:
     """Raw aiokafka getmany+decode vs the full pipeline on one worker."""
-    from shoppulse.agents.bench import throughput
+    from shoppulse.commands.bench import throughput
 
     throughput(events=events, runs=runs, as_json=as_json)
 
@@ -200,7 +200,7 @@ def bench_throughput(events: int, runs: int, as_json: bool) -> None:
 def bench_detect(days: float, as_json: bool, seed: int, rate: float, save: str | None,
                  points: str | None) -> None:
     """Detectors on simulated days with injected incidents: recall, TTD, false alarms."""
-    from shoppulse.agents.bench import detect
+    from shoppulse.commands.bench import detect
 
     if save and points:
         raise click.UsageError("--save-points and --points exclude each other")

@@ -14,7 +14,7 @@ denominator=None) -> Verdict`` scores the point first, then learns from it. Buil
 ``gaussian``, ``hst``
     River's ``GaussianScorer`` and ``HalfSpaceTrees``, kept as benchmark baselines.
 
-Shared rules (see :mod:`~shoppulse.agents.detectors.base`): ``ts`` is the window start;
+Shared rules (see :mod:`~shoppulse.detectors.base`): ``ts`` is the window start;
 a point with a missing/NaN/inf ``ts`` or value is not judged and not learned (score 0,
 not anomalous, no band, ``warming_up`` unchanged); the first ``warmup`` seconds of valid
 points (default 1 800 s = 30 windows of 60 s) are ``warming_up=True`` and never
@@ -38,12 +38,12 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from shoppulse.agents.detectors.base import Detector
-from shoppulse.agents.detectors.default import DefaultDetector
-from shoppulse.agents.detectors.forecast import ForecastDetector
-from shoppulse.agents.detectors.gaussian import GaussianDetector
-from shoppulse.agents.detectors.hst import HSTDetector
-from shoppulse.agents.detectors.quantile import QuantileDetector
+from shoppulse.detectors.base import Detector
+from shoppulse.detectors.default import DefaultDetector
+from shoppulse.detectors.forecast import ForecastDetector
+from shoppulse.detectors.gaussian import GaussianDetector
+from shoppulse.detectors.hst import HSTDetector
+from shoppulse.detectors.quantile import QuantileDetector
 
 __all__ = [
     "DETECTOR_KINDS",
