@@ -2,7 +2,8 @@
 
 They live in ``streams/`` because they are streams too: the global stage writes
 :class:`MetricPoint` to ``<app>.metrics``, the detector stage writes
-:class:`Verdict` to ``<app>.anomalies``. Both are plain dataclasses encoded
+:class:`Verdict` to ``<app>.anomalies``, the alert stage writes :class:`Alert`
+transitions to ``<app>.alerts``. Both are plain dataclasses encoded
 with orjson so that any consumer (and any language) can read them.
 """
 
@@ -69,6 +70,50 @@ class Verdict(_JsonRecord):
     window_end: float = 0.0
     value: float | None = None
     detector: str = ""
+    contributors: list[dict[str, Any]] = field(default_factory=list)
+    """Children that drive a parent's deviation, largest share first (at most three):
+    ``{"labels": {...}, "expected": x, "actual": y, "share": 0..1}``."""
+
+
+ALERT_STATES = ("pending", "firing", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert(_JsonRecord):
+    """One transition of an alert's lifecycle, as written to ``<app>.alerts``.
+
+    ``fingerprint`` is stable for (rule, labels); ``episode`` counts the times it
+    went from inactive to firing, so (fingerprint, episode, state) names a
+    transition exactly once: notifiers deduplicate deliveries on it. Times are
+    event time (epoch seconds); ``ends_at`` is set on ``resolved``. ``peak`` is the
+    value farthest from the expected band during the episode, so a resolve shows
+    both where the series is now (``value``) and how bad it got.
+    """
+
+    fingerprint: str
+    episode: int
+    state: str
+    rule: str
+    severity: str
+    labels: dict[str, str]
+    starts_at: float
+    ends_at: float | None = None
+    at: float = 0.0
+    value: float | None = None
+    peak: float | None = None
+    expected: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    score: float | None = None
+    numerator: float | None = None
+    denominator: float | None = None
+    contributors: list[dict[str, Any]] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """(fingerprint, episode, state): one delivery per transition."""
+        return (self.fingerprint, self.episode, self.state)
 
 
 def series_key(metric: str, labels: dict[str, str]) -> str:
