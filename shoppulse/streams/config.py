@@ -12,10 +12,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
@@ -50,6 +58,8 @@ class _Model(BaseModel):
 
 
 Duration = float
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration field that accepts ``30s``, ``5m``, ``2h`` or a number of seconds."""
 
 
 class FieldSpec(_Model):
@@ -377,18 +387,8 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
             target[path[-1]] = yaml.safe_load(value)
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    overrides: dict[str, Any] | None = None,
-    env: dict[str, str] | None = None,
-) -> Config:
-    """Read, apply ``SHOPPULSE_*`` env vars and explicit overrides, validate."""
-    env = dict(os.environ) if env is None else env
-    if path is None:
-        path = env.get("SHOPPULSE_CONFIG") or (
-            "shoppulse.yaml" if Path("shoppulse.yaml").is_file() else DEFAULT_PATH
-        )
+def read_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], yaml.Node | None]:
+    """A YAML mapping and its node tree (for line numbers); :class:`ConfigError` if unusable."""
     shown = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -405,6 +405,23 @@ def load_config(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(shown, [(1, "", "expected a mapping at the top level")])
+    return data, root
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Config:
+    """Read, apply ``SHOPPULSE_*`` env vars and explicit overrides, validate."""
+    env = dict(os.environ) if env is None else env
+    if path is None:
+        path = env.get("SHOPPULSE_CONFIG") or (
+            "shoppulse.yaml" if Path("shoppulse.yaml").is_file() else DEFAULT_PATH
+        )
+    shown = str(path)
+    data, root = read_yaml(path)
     _apply_env(data, env)
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -412,18 +429,25 @@ def load_config(
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems: list[tuple[int | None, str, str]] = []
-        for err in exc.errors():
-            ctx_err = (err.get("ctx") or {}).get("error")
-            if isinstance(ctx_err, _ReferenceErrors):
-                for loc, msg in ctx_err.errors:
-                    problems.append((_line_of(root, loc), _key_path(loc), msg))
-                continue
-            loc = tuple(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = "required key is missing"
-            elif err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append((_line_of(root, loc), _key_path(loc), msg))
-        raise ConfigError(shown, problems) from None
+        raise ConfigError(shown, validation_problems(exc, root)) from None
+
+
+def validation_problems(
+    exc: ValidationError, root: yaml.Node | None
+) -> list[tuple[int | None, str, str]]:
+    """pydantic errors as (line, key path, message), for any YAML document we validate."""
+    problems: list[tuple[int | None, str, str]] = []
+    for err in exc.errors():
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _ReferenceErrors):
+            for loc, msg in ctx_err.errors:
+                problems.append((_line_of(root, loc), _key_path(loc), msg))
+            continue
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append((_line_of(root, loc), _key_path(loc), msg))
+    return problems

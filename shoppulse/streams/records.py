@@ -116,6 +116,34 @@ class Alert(_JsonRecord):
         return (self.fingerprint, self.episode, self.state)
 
 
+@dataclass(frozen=True, slots=True)
+class PlaybookStep(_JsonRecord):
+    """One step of a playbook run, as written to ``<app>.playbook-runs``: the audit log.
+
+    ``who`` is ``shoppulse``, ``auto`` or the approving human; ``at`` is wall time,
+    ``event_at`` the event time of the alert that started the run; ``inputs`` never
+    carry secrets (the runner redacts them). ``status`` is one of started, attached,
+    succeeded, failed, dry_run, skipped, awaiting_approval, approved, rejected,
+    escalated, recovered, unknown (a non-idempotent call interrupted by a crash: never
+    repeated, escalated instead).
+    """
+
+    run_id: str
+    playbook: str
+    fingerprint: str
+    stage: str
+    status: str
+    at: float
+    step: str = ""
+    who: str = "shoppulse"
+    event_at: float = 0.0
+    inputs: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    dry_run: bool = False
+    drill: bool = False
+
+
 def series_key(metric: str, labels: dict[str, str]) -> str:
     """``metric{a=x,b=y}`` with labels sorted: the key of a series everywhere."""
     inner = ",".join(f"{k}={labels[k]}" for k in sorted(labels))

@@ -1,0 +1,374 @@
+"""The playbook run state machine: plain code driven by alerts, verdicts, approvals and a clock.
+
+Why a pure machine: the same code runs in the worker (state in Faust tables), in drills,
+in ``replay --dry-run`` and in tests, and every decision it takes is a record. The engine
+never performs a side effect itself; it hands out :class:`Call` s that a runner executes
+after claiming them (:mod:`shoppulse.alerting.playbooks.runner`), and it learns each
+outcome through :meth:`Engine.finished`.
+
+A run is unique per (playbook, alert fingerprint) while open: a new firing of the same
+fingerprint attaches to it. Stages: ``identify`` -> ``decide`` -> ``act`` -> ``evaluate``
+-> closed with an outcome (``recovered``, ``escalated``, ``rejected``, ``failed``).
+Event time (the alert's and the verdicts' windows) drives evaluation; approvals wait in
+wall time, because humans answer in wall time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import MutableMapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shoppulse.alerting.playbooks.spec import Action, Playbook
+from shoppulse.streams.records import Alert, PlaybookStep, Verdict, series_key
+
+STAGES = ("identify", "decide", "act", "evaluate")
+OUTCOMES = ("recovered", "escalated", "rejected", "failed")
+
+
+@dataclass
+class Run:
+    """Everything a run needs to resume after a restart (stored as a plain dict)."""
+
+    run_id: str
+    playbook: str
+    fingerprint: str
+    series: str
+    labels: dict[str, str]
+    alert: dict[str, Any]
+    detected_at: float
+    """Event time the alert fired."""
+    started_at: float
+    """Wall time the run was created."""
+    episodes: list[int] = field(default_factory=list)
+    stage: str = "identify"
+    step: int = 0
+    outcome: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    approval_deadline: float | None = None
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    acted_at: float | None = None
+    """Event time ``act`` finished: the evaluation clock starts here."""
+    recovered_at: float | None = None
+    inside: int = 0
+    last_window: float = -math.inf
+    completed: list[str] = field(default_factory=list)
+    in_flight: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.outcome is None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A side effect the runner must claim, perform once and report back."""
+
+    run_id: str
+    stage: str
+    step: str
+    action: Action
+    inputs: dict[str, Any]
+    compensation: bool = False
+
+    @property
+    def key(self) -> str:
+        """The claim key: (run, stage, step) — one side effect, ever."""
+        return f"{self.run_id}:{self.stage}:{self.step}"
+
+
+def run_id_of(playbook: str, fingerprint: str, episode: int) -> str:
+    """Deterministic, so a replay of the alerts topic finds the run it already created."""
+    digest = hashlib.sha256(f"{playbook}\x00{fingerprint}\x00{episode}".encode()).hexdigest()
+    return f"{playbook}-{digest[:12]}"
+
+
+class Engine:
+    """Runs keyed by id in ``runs``; ``open_runs`` maps ``playbook:fingerprint`` to the open id.
+
+    Both mappings may be Faust tables (values are plain dicts), so the state survives
+    SIGKILL and rebalance. Every method returns the audit records it produced and, where
+    something must happen, the calls to perform.
+    """
+
+    def __init__(
+        self,
+        playbooks: dict[str, Playbook],
+        runs: MutableMapping[str, dict[str, Any]] | None = None,
+        open_runs: MutableMapping[str, str] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> None:
+        self.playbooks = playbooks
+        self.runs: MutableMapping[str, dict[str, Any]] = {} if runs is None else runs
+        self.open_runs: MutableMapping[str, str] = {} if open_runs is None else open_runs
+        self.dry_run = dry_run
+
+    # -- state access -----------------------------------------------------------------------
+    def get(self, run_id: str) -> Run | None:
+        data = self.runs.get(run_id)
+        return None if data is None else Run(**data)
+
+    def _save(self, run: Run) -> None:
+        self.runs[run.run_id] = asdict(run)
+        key = f"{run.playbook}:{run.fingerprint}"
+        if run.open:
+            self.open_runs[key] = run.run_id
+        elif self.open_runs.get(key) == run.run_id:
+            del self.open_runs[key]
+
+    def record(self, run: Run, stage: str, status: str, *, now: float, step: str = "",
+                who: str = "shoppulse", inputs: dict[str, Any] | None = None,
+                result: dict[str, Any] | None = None, error: str = "") -> PlaybookStep:
+        return PlaybookStep(
+            run_id=run.run_id, playbook=run.playbook, fingerprint=run.fingerprint,
+            stage=stage, step=step, status=status, who=who, at=now,
+            event_at=run.alert.get("at", 0.0), inputs=inputs or {}, result=result or {},
+            error=error, dry_run=self.dry_run,
+            drill=run.labels.get("drill") == "true",
+        )
+
+    # -- inputs -------------------------------------------------------------------------------
+    def on_alert(self, alert: Alert, now: float, *, related: list[Alert] | None = None,
+                 recent: list[float | None] | None = None
+                 ) -> tuple[list[PlaybookStep], list[Call]]:
+        """A FIRING transition starts (or attaches to) a run of every matching playbook."""
+        if alert.state != "firing":
+            return [], []
+        labels = {**alert.labels, "alertname": alert.rule, "severity": alert.severity}
+        steps: list[PlaybookStep] = []
+        calls: list[Call] = []
+        for book in self.playbooks.values():
+            if not book.matches(labels):
+                continue
+            open_id = self.open_runs.get(f"{book.name}:{alert.fingerprint}")
+            if open_id is not None:
+                run = self.get(open_id)
+                if run is not None and run.open:
+                    if alert.episode not in run.episodes:
+                        run.episodes.append(alert.episode)
+                        self._save(run)
+                        steps.append(self.record(run, run.stage, "attached", now=now,
+                                                  inputs={"episode": alert.episode}))
+                    continue
+            run_id = run_id_of(book.name, alert.fingerprint, alert.episode)
+            if run_id in self.runs:
+                continue  # a replayed alert: this episode already has its run
+            metric = alert.labels.get("metric", "")
+            series_labels = {k: v for k, v in alert.labels.items()
+                             if k not in ("metric", "drill")}
+            run = Run(run_id=run_id, playbook=book.name, fingerprint=alert.fingerprint,
+                      series=series_key(metric, series_labels), labels=dict(alert.labels),
+                      alert=alert_summary(alert), detected_at=alert.at, started_at=now,
+                      episodes=[alert.episode])
+            steps.append(self.record(run, "identify", "started", now=now,
+                                      inputs={"alert": run.alert}))
+            s, c = self._identify(run, book, now, related or [], recent or [])
+            steps += s
+            calls += c
+        return steps, calls
+
+    def on_verdict(self, verdict: Verdict, now: float) -> tuple[list[PlaybookStep], list[Call]]:
+        """Evaluation: count consecutive windows of the protected series inside the band."""
+        steps: list[PlaybookStep] = []
+        calls: list[Call] = []
+        key = series_key(verdict.metric, verdict.labels)
+        for run_id in list(self.open_runs.values()):
+            run = self.get(run_id)
+            if run is None or run.stage != "evaluate" or run.series != key:
+                continue
+            if verdict.window_start <= run.last_window or run.acted_at is None:
+                continue  # judged already, or a window from before the actions took effect
+            if verdict.window_end <= run.acted_at:
+                continue
+            run.last_window = verdict.window_start
+            run.inside = run.inside + 1 if inside_band(verdict) else 0
+            book = self.playbooks[run.playbook]
+            if run.inside >= book.evaluate.windows:
+                run.outcome, run.recovered_at = "recovered", verdict.window_end
+                steps.append(self.record(
+                    run, "evaluate", "recovered", now=now,
+                    result={"windows": run.inside, "value": verdict.value,
+                            "lower": verdict.lower, "upper": verdict.upper,
+                            "ttr_s": verdict.window_end - run.detected_at}))
+            elif verdict.window_end - run.acted_at >= book.evaluate.timeout:
+                s, c = self._escalate(run, book.evaluate.escalate_to, "evaluate", now,
+                                      "not back inside its band within "
+                                      f"{book.evaluate.timeout:.0f}s of event time")
+                steps += s
+                calls += c
+            self._save(run)
+        return steps, calls
+
+    def approve(self, run_id: str, who: str, now: float, *, approve: bool = True
+                ) -> tuple[list[PlaybookStep], list[Call]]:
+        """A human's answer; only a run awaiting approval accepts one (no race, no replay)."""
+        run = self.get(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        if run.stage != "decide" or not run.open or run.approval_deadline is None:
+            raise ApprovalError(f"run {run_id} is not awaiting approval (stage {run.stage}, "
+                                f"outcome {run.outcome})")
+        run.acknowledged_at, run.acknowledged_by = now, who
+        run.approval_deadline = None
+        if not approve:
+            run.outcome = "rejected"
+            self._save(run)
+            return [self.record(run, "decide", "rejected", now=now, who=who)], []
+        steps = [self.record(run, "decide", "approved", now=now, who=who,
+                              result={"tta_s": now - run.started_at})]
+        run.stage, run.step = "act", 0
+        s, c = self._next_action(run, now)
+        return steps + s, c
+
+    def tick(self, now: float) -> tuple[list[PlaybookStep], list[Call]]:
+        """Approvals past their deadline escalate and never act."""
+        steps: list[PlaybookStep] = []
+        calls: list[Call] = []
+        for run_id in list(self.open_runs.values()):
+            run = self.get(run_id)
+            if (run is None or run.stage != "decide" or run.approval_deadline is None
+                    or now < run.approval_deadline):
+                continue
+            book = self.playbooks[run.playbook]
+            run.approval_deadline = None
+            s, c = self._escalate(run, book.decide.escalate_to, "decide", now,
+                                  f"no approval within {book.decide.timeout:.0f}s")
+            steps += s
+            calls += c
+        return steps, calls
+
+    def finished(self, call: Call, now: float, event_now: float, *, ok: bool,
+                 result: dict[str, Any] | None = None, error: str = "",
+                 ) -> tuple[list[PlaybookStep], list[Call]]:
+        """The runner reports a call's outcome: go on, compensate, or close."""
+        run = self.get(call.run_id)
+        if run is None:
+            return [], []
+        if call.stage == "act" and (not run.open or run.stage != "act"
+                                    or run.in_flight != call.step):
+            return [], []  # reported already (a replay, or a resume after the state moved on)
+        run.in_flight = None
+        status = "succeeded" if ok else "failed"
+        if self.dry_run and ok:
+            status = "dry_run"
+        steps = [self.record(run, call.stage, status, now=now, step=call.step,
+                              inputs=call.inputs, result=result, error=error)]
+        book = self.playbooks[run.playbook]
+        if call.compensation:
+            self._save(run)
+            return steps, []
+        if call.stage == "escalate":
+            self._save(run)
+            return steps, []
+        if not ok:
+            comp = [a for a in reversed(book.act) if a.name in run.completed and a.compensate]
+            run.outcome = "failed"
+            calls = [Call(run.run_id, "compensate", a.name, a.compensate, call.inputs, True)
+                     for a in comp if a.compensate is not None]
+            esc_steps, esc_calls = self._escalate(run, book.evaluate.escalate_to, "act", now,
+                                                  f"action {call.step} failed: {error}",
+                                                  outcome="failed")
+            return steps + esc_steps, calls + esc_calls
+        run.completed.append(call.step)
+        run.step += 1
+        s, c = self._next_action(run, now, event_now)
+        return steps + s, c
+
+    # -- stages -------------------------------------------------------------------------------
+    def _identify(self, run: Run, book: Playbook, now: float, related: list[Alert],
+                  recent: list[float | None]) -> tuple[list[PlaybookStep], list[Call]]:
+        ctx: dict[str, Any] = {
+            "affected": {k: v for k, v in run.labels.items() if k not in ("metric", "drill")},
+            "contributors": run.alert.get("contributors", []),
+        }
+        if book.identify.related_alerts:
+            ctx["related"] = [
+                {"rule": a.rule, "labels": a.labels, "value": a.value}
+                for a in related if a.fingerprint != run.fingerprint and a.state == "firing"
+            ][:20]
+        if book.identify.recent_windows:
+            ctx["recent"] = list(recent[-book.identify.recent_windows:])
+        run.context = ctx
+        run.stage = "decide"
+        steps = [self.record(run, "identify", "succeeded", now=now, result=ctx)]
+        if book.decide.mode == "approval":
+            run.approval_deadline = now + book.decide.timeout
+            self._save(run)
+            steps.append(self.record(run, "decide", "awaiting_approval", now=now,
+                                      result={"deadline": run.approval_deadline}))
+            return steps, []
+        run.acknowledged_at, run.acknowledged_by = now, "auto"
+        steps.append(self.record(run, "decide", "approved", now=now, who="auto",
+                                  result={"tta_s": 0.0}))
+        run.stage, run.step = "act", 0
+        s, c = self._next_action(run, now)
+        return steps + s, c
+
+    def _next_action(self, run: Run, now: float, event_now: float | None = None
+                     ) -> tuple[list[PlaybookStep], list[Call]]:
+        book = self.playbooks[run.playbook]
+        if run.step < len(book.act):
+            action = book.act[run.step]
+            run.in_flight = action.name
+            self._save(run)
+            return [], [Call(run.run_id, "act", action.name, action, self.inputs(run))]
+        run.stage = "evaluate"
+        run.acted_at = event_now if event_now is not None else run.detected_at
+        self._save(run)
+        return [self.record(run, "evaluate", "started", now=now,
+                             inputs={"series": run.series, "windows": book.evaluate.windows})], []
+
+    def pending(self) -> list[Call]:
+        """Calls of runs that were mid-``act`` when the process stopped: resume them."""
+        out = []
+        for run_id in list(self.open_runs.values()):
+            run = self.get(run_id)
+            if run is None or run.stage != "act" or run.in_flight is None:
+                continue
+            book = self.playbooks.get(run.playbook)
+            if book is None or run.step >= len(book.act):
+                continue
+            out.append(Call(run.run_id, "act", book.act[run.step].name, book.act[run.step],
+                            self.inputs(run)))
+        return out
+
+    def _escalate(self, run: Run, receiver: str, stage: str, now: float, reason: str, *,
+                  outcome: str = "escalated") -> tuple[list[PlaybookStep], list[Call]]:
+        run.outcome = outcome
+        self._save(run)
+        action = Action(name="escalate", type="notify", receiver=receiver,
+                        message=f"playbook {run.playbook} escalated at {stage}: {reason}")
+        step = self.record(run, stage, "escalated", now=now, error=reason)
+        return [step], [Call(run.run_id, "escalate", stage, action,
+                             {**self.inputs(run), "reason": reason})]
+
+    def inputs(self, run: Run) -> dict[str, Any]:
+        """What an action sees: the run, the alert and what identify gathered."""
+        return {"run_id": run.run_id, "playbook": run.playbook, "series": run.series,
+                "labels": run.labels, "alert": run.alert, "context": run.context}
+
+
+class ApprovalError(Exception):
+    """An answer to a run that is not waiting for one (already decided, timed out, closed)."""
+
+
+def inside_band(v: Verdict) -> bool:
+    """Back to normal: judged, not anomalous, and the value inside the expected band."""
+    if v.warming_up or v.anomalous or v.value is None:
+        return False
+    lo = -math.inf if v.lower is None else v.lower
+    hi = math.inf if v.upper is None else v.upper
+    return lo <= v.value <= hi
+
+
+def alert_summary(alert: Alert) -> dict[str, Any]:
+    """The fields of an alert a run keeps (and an audit record shows)."""
+    return {"rule": alert.rule, "severity": alert.severity, "episode": alert.episode,
+            "at": alert.at, "starts_at": alert.starts_at, "value": alert.value,
+            "expected": alert.expected, "lower": alert.lower, "upper": alert.upper,
+            "score": alert.score, "contributors": alert.contributors,
+            "annotations": alert.annotations}
