@@ -40,6 +40,8 @@ class Group:
     firing: dict[str, Alert] = field(default_factory=dict)
     """Alerts whose FIRING this receiver got and whose RESOLVED it has not."""
     last_sent: float | None = None
+    last_flush: float | None = None
+    """When the last successful notification was built: the group_interval ticks from it."""
     in_flight: Notification | None = None
     attempts: int = 0
     """Consecutive failed notifications of this group (drives the backoff)."""
@@ -109,6 +111,10 @@ class Grouper:
         self.size += 1
         if alert.state == "firing":
             self._firings[(alert.fingerprint, alert.episode)] = group.key
+        if group.last_flush is not None and group.in_flight is None and not group.attempts:
+            # a group waiting only for its repeat: the news go out at the next tick
+            group.next_flush = min(group.next_flush,
+                                   max(now, group.last_flush + self.group_interval))
         return Added(True, dropped)
 
     def restore_firing(self, alert: Alert, now: float) -> None:
@@ -116,7 +122,7 @@ class Grouper:
         group = self.group_of(alert, now)
         group.firing[alert.fingerprint] = alert
         if group.last_sent is None:
-            group.last_sent = now
+            group.last_sent = group.last_flush = now
             group.next_flush = now + self.group_interval
 
     def settle(self, alert: Alert) -> None:
@@ -197,6 +203,7 @@ class Grouper:
         group = self._landed(n)
         group.attempts = 0
         group.last_sent = now
+        group.last_flush = n.created
         group.next_flush = n.created + self.group_interval
         if n.repeat:
             return
