@@ -23,6 +23,7 @@ from shoppulse.agents.detection import DetectorStage
 from shoppulse.agents.exporter import Exporter
 from shoppulse.agents.global_stage import GlobalStage
 from shoppulse.agents.ingest import Ingest
+from shoppulse.agents.notify import attach_notify
 from shoppulse.agents.plan import Plan, compile_plan
 from shoppulse.agents.tables import DurableTable, written
 from shoppulse.agents.transport import App
@@ -44,6 +45,7 @@ class Runtime:
     ingest: Ingest
     stage: GlobalStage
     detection: DetectorStage
+    notify: Any = None  # the notifiers' Dispatcher, when config has receivers
 
 
 def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, Any]:
@@ -142,8 +144,9 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
             elif tp.topic == metrics_topic.get_topic_name():
                 detection.forget(tp.partition)
 
+    notify = attach_notify(app, config, bootstrap, exporter.registry, exporter.refetched)
     setup_prometheus_sensors(app, pattern="/metrics", registry=exporter.registry,
                              name_prefix="faust")
     exporter.rename_faust_runtime(app.monitor)
     return Runtime(app=app, config=config, plan=plan, exporter=exporter, ingest=ingest,
-                   stage=stage, detection=detection)
+                   stage=stage, detection=detection, notify=notify)

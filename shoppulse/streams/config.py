@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from shoppulse.streams.notifiers_config import ReceiverSpec, check_receiver_names
+
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
 
@@ -244,6 +246,9 @@ class Config(_Model):
     topics: dict[str, TopicSpec]
     metrics: list[MetricSpec] = Field(default_factory=list)
     detectors: dict[str, Any] = Field(default_factory=dict)
+    notifiers: dict[str, ReceiverSpec] = Field(default_factory=dict)
+
+    _receivers = field_validator("notifiers")(check_receiver_names)
 
     @field_validator("broker")
     @classmethod
