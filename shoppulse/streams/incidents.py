@@ -83,6 +83,16 @@ SCENARIOS: dict[str, Scenario] = {
             "stock_out", 0.9, 0.6, 1.0, ("category",), ("category",),
             "Out of stock: one category's add-to-cart rate falls by magnitude fraction.",
         ),
+        Scenario(
+            "platform_policy_change", 0.7, 0.4, 1.0, ("platform", "channel"), ("platform",),
+            "App-store or marketplace policy change (delisting, tracking consent): sessions "
+            "from one platform drop by magnitude fraction.",
+        ),
+        Scenario(
+            "pipeline_stall", 1.0, 0.5, 1.0, ("topic",), ("topic",),
+            "A producer or its pipeline stalls: magnitude fraction of one topic's events in "
+            "the interval never arrive.",
+        ),
     )
 }
 

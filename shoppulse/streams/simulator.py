@@ -137,10 +137,12 @@ DIMENSION_VALUES: dict[str, tuple[str, ...]] = {
     "carrier": tuple(CARRIERS),
     "warehouse": tuple(WAREHOUSES),
     "region": tuple(REGIONS),
+    "topic": ("clicks", "orders", "logistics"),  # pipeline_stall: which producer stalls
 }
 # Values a scenario picks from when its incident names no dimension (default: all values).
 _PICK_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("bot_traffic", "channel"): ("ads", "social", "search"),
+    ("pipeline_stall", "topic"): ("orders",),  # the producer whose silence costs most
 }
 
 P_CHECKOUT = 0.5  # add_to_cart -> checkout
@@ -288,6 +290,8 @@ class Simulator:
         self._inc_orders = self._by_name.get("order_spike", [])
         self._inc_price = self._by_name.get("price_error", [])
         self._inc_stock = self._by_name.get("stock_out", [])
+        self._inc_platform = self._by_name.get("platform_policy_change", [])
+        self._inc_stall = self._by_name.get("pipeline_stall", [])
 
         # ids: seeded prefix + counter (uuid4 is slow and not reproducible)
         self._ep, self._en = f"e{seed}-", count()
@@ -311,6 +315,21 @@ class Simulator:
 
     # ----------------------------------------------------------------- public API
     def events(self, duration: float) -> Iterator[SimEvent]:
+        """The events whose event time falls in the next ``duration`` seconds (see
+        :meth:`_events`), less those a ``pipeline_stall`` incident keeps from arriving."""
+        if not self._inc_stall:
+            return self._events(duration)
+        return self._stalled(self._events(duration))
+
+    def _stalled(self, events: Iterator[SimEvent]) -> Iterator[SimEvent]:
+        stalls, noise = self._inc_stall, self._noise
+        for ev in events:
+            m = self._magnitude(stalls, ev.value["ts"], {"topic": ev.topic})
+            if m and (m >= 1.0 or noise() < m):
+                continue
+            yield ev
+
+    def _events(self, duration: float) -> Iterator[SimEvent]:
         """The events whose event time falls in the next ``duration`` seconds, in emission order.
 
         Emission order is event-time order except for the requested noise. The first call
@@ -504,7 +523,7 @@ class Simulator:
         platform, device = _PD[bisect_right(_PD_CUM, rnd())]
         cat = bisect_right(_CAT_CUM, rnd())
         dims = None
-        if self._inc_bots or self._inc_orders or self._inc_traffic:
+        if self._inc_bots or self._inc_orders or self._inc_traffic or self._inc_platform:
             dims = {"channel": _CH_NAMES[ci], "platform": platform, "device": device,
                     "category": _CAT_NAMES[cat]}
             if self._inc_bots:
@@ -517,8 +536,8 @@ class Simulator:
                 if m:
                     for _ in range(int(m * _PAID_PER_SESSION + rnd())):
                         self._fraud_order(a + rnd(), dims)
-            if self._inc_traffic:
-                m = self._magnitude(self._inc_traffic, a, dims)
+            for incs in (self._inc_traffic, self._inc_platform):
+                m = self._magnitude(incs, a, dims) if incs else 0.0
                 if m and rnd() < m:
                     return
         self._session(a, ci, platform, device, cat)

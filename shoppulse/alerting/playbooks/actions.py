@@ -125,5 +125,6 @@ class Executors:
             await proc.wait()
             raise
         if proc.returncode != 0:
-            raise ActionError(f"{argv[0]} exited {proc.returncode}: {out[-200:].decode(errors='replace')}")
+            tail = out[-200:].decode(errors="replace")
+            raise ActionError(f"{argv[0]} exited {proc.returncode}: {tail}")
         return {"exit_code": 0}

@@ -138,11 +138,12 @@ class Engine:
         """A FIRING transition starts (or attaches to) a run of every matching playbook."""
         if alert.state != "firing":
             return [], []
-        labels = {**alert.labels, "alertname": alert.rule, "severity": alert.severity}
+        labels = match_labels(alert)
+        linked = alert.annotations.get("playbook")
         steps: list[PlaybookStep] = []
         calls: list[Call] = []
         for book in self.playbooks.values():
-            if not book.matches(labels):
+            if book.name != linked and not book.matches(labels):
                 continue
             open_id = self.open_runs.get(f"{book.name}:{alert.fingerprint}")
             if open_id is not None:
@@ -354,6 +355,25 @@ class Engine:
 
 class ApprovalError(Exception):
     """An answer to a run that is not waiting for one (already decided, timed out, closed)."""
+
+
+def match_labels(alert: Alert) -> dict[str, str]:
+    """What triggers match on: the alert's labels plus ``alertname``, ``severity``,
+    ``direction`` (``drop``/``rise`` of the value against the expected) and ``top_<dim>``
+    for the dimensions of the top contributor, so a playbook can react to *where* a
+    site-wide series moved."""
+    labels = {**alert.labels, "alertname": alert.rule, "severity": alert.severity}
+    v = alert.value
+    if v is not None and alert.expected is not None and v != alert.expected:
+        labels["direction"] = "drop" if v < alert.expected else "rise"
+    elif v is not None and alert.lower is not None and v < alert.lower:
+        labels["direction"] = "drop"
+    elif v is not None and alert.upper is not None and v > alert.upper:
+        labels["direction"] = "rise"
+    if alert.contributors:
+        for dim, value in (alert.contributors[0].get("labels") or {}).items():
+            labels[f"top_{dim}"] = str(value)
+    return labels
 
 
 def inside_band(v: Verdict) -> bool:
