@@ -12,7 +12,6 @@ Calls run as tasks, so a slow target never stalls the stream that feeds the engi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -33,8 +32,19 @@ async def _nothing() -> None:
     return None
 
 
+Report = Callable[[str, bool, dict[str, Any], str], Awaitable[None]]
+
+
 class Runner:
-    """Drives an :class:`Engine` with real side effects (or, dry, with descriptions)."""
+    """Drives an :class:`Engine` with real side effects (or, dry, with descriptions).
+
+    State changes (claims, the engine's runs) happen only in :meth:`handle` and
+    :meth:`complete`, which a Faust agent calls while it iterates its stream (tables
+    refuse writes from anywhere else). The side effects run as tasks; each reports its
+    outcome through ``report`` — by default straight back to :meth:`complete`; in the
+    worker, as a message on the agent's own topic, so the outcome is applied in order
+    and survives as a record.
+    """
 
     def __init__(
         self,
@@ -44,6 +54,7 @@ class Runner:
         *,
         claims: MutableMapping[str, dict[str, Any]] | None = None,
         persist: Persist = _nothing,
+        report: Report | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -51,19 +62,19 @@ class Runner:
         self.emit = emit
         self.claims: MutableMapping[str, dict[str, Any]] = {} if claims is None else claims
         self.persist = persist
+        self.report: Report = report or self.complete
         self.clock = clock
         self.event_now = 0.0
+        self.inflight: dict[str, Call] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_call: dict[str, float] = {}
 
     async def handle(self, steps: list[PlaybookStep], calls: list[Call]) -> None:
-        """Record the engine's steps, then start its calls in the background."""
+        """Record the engine's steps, then claim and start its calls."""
         for step in steps:
             await self.emit(step)
         for call in calls:
-            task = asyncio.ensure_future(self._guarded(call))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            await self._start(call)
 
     async def resume(self) -> None:
         """After a restart: calls of runs that were mid-``act``."""
@@ -74,38 +85,44 @@ class Runner:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    async def _guarded(self, call: Call) -> None:
-        try:
-            await self._one(call)
-        except Exception:  # the runner must outlive any single action's bug
-            log.exception("playbook call %s crashed", call.key)
+    async def complete(self, key: str, ok: bool, result: dict[str, Any], error: str) -> None:
+        """A started call finished: store its outcome, then let the engine go on."""
+        call = self.inflight.pop(key, None)
+        if call is None:
+            return  # not started by this process (a replayed report): its claim decides
+        await self._conclude(call, ok, result, error)
 
-    async def _one(self, call: Call) -> None:
+    async def _start(self, call: Call) -> None:
         claim = self.claims.get(call.key)
         if claim is not None and claim.get("state") == "done":
-            # completed before a restart or replay: drive the run on with the stored outcome
+            # completed before a restart or a replay: drive the run on with that outcome
             if call.stage == "act":
-                await self._report(call, claim["ok"], claim.get("result") or {},
-                                   claim.get("error", ""))
+                await self._advance(call, claim["ok"], claim.get("result") or {},
+                                    claim.get("error", ""))
             return
         if claim is not None and not call.action.idempotent:
-            self.claims[call.key] = {"state": "done", "ok": False, "result": {},
-                                     "error": "outcome unknown: interrupted by a restart"}
-            await self.persist()
             run = self.engine.get(call.run_id)
             if run is not None:
                 await self.emit(self.engine.record(
                     run, call.stage, "unknown", now=self.clock(), step=call.step,
                     inputs=call.inputs,
                     error="interrupted by a restart; not repeated (not idempotent)"))
-            await self._report(call, False, {}, "outcome unknown after a restart")
+            await self._conclude(call, False, {}, "outcome unknown after a restart")
             return
         self.claims[call.key] = {"state": "claimed", "at": self.clock()}
         await self.persist()
-        ok, result, error = await self._execute(call)
-        self.claims[call.key] = {"state": "done", "ok": ok, "result": result, "error": error}
-        await self.persist()
-        await self._report(call, ok, result, error)
+        self.inflight[call.key] = call
+        task = asyncio.ensure_future(self._perform(call))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _perform(self, call: Call) -> None:
+        try:
+            ok, result, error = await self._execute(call)
+        except Exception as exc:  # an executor bug must fail the step, not the runner
+            log.exception("playbook call %s crashed", call.key)
+            ok, result, error = False, {}, f"internal error: {exc}"
+        await self.report(call.key, ok, result, error)
 
     async def _execute(self, call: Call) -> tuple[bool, dict[str, Any], str]:
         a = call.action
@@ -129,9 +146,12 @@ class Runner:
                 await asyncio.sleep(min(30.0, 0.2 * 2**attempt) * (0.5 + random.random()))
         return False, {"attempts": attempts}, error
 
-    async def _report(self, call: Call, ok: bool, result: dict[str, Any], error: str) -> None:
+    async def _conclude(self, call: Call, ok: bool, result: dict[str, Any], error: str) -> None:
+        self.claims[call.key] = {"state": "done", "ok": ok, "result": result, "error": error}
+        await self.persist()
+        await self._advance(call, ok, result, error)
+
+    async def _advance(self, call: Call, ok: bool, result: dict[str, Any], error: str) -> None:
         steps, calls = self.engine.finished(call, self.clock(), self.event_now, ok=ok,
                                             result=result, error=error)
-        with contextlib.suppress(Exception):
-            await self.persist()
         await self.handle(steps, calls)
