@@ -25,6 +25,7 @@ from shoppulse.agents.global_stage import GlobalStage
 from shoppulse.agents.ingest import Ingest
 from shoppulse.agents.notify import attach_notify
 from shoppulse.agents.plan import Plan, compile_plan
+from shoppulse.agents.playbooks import wire_playbooks
 from shoppulse.agents.tables import DurableTable, written
 from shoppulse.agents.transport import App
 from shoppulse.streams.config import Config
@@ -88,6 +89,8 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     anomalies_topic = app.topic(config.topic_name("anomalies"),
                                 partitions=INTERNAL_PARTITIONS["anomalies"],
                                 key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(config.topic_name("alerts"), partitions=INTERNAL_PARTITIONS["alerts"],
+                             key_serializer="raw", value_serializer="raw")
     models = app.Table("models", partitions=INTERNAL_PARTITIONS["metrics"], key_type=str,
                        value_type=bytes)
     detection = DetectorStage(config, models, exporter.registry)
@@ -145,6 +148,10 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                 detection.forget(tp.partition)
 
     notify = attach_notify(app, config, bootstrap, exporter.registry, exporter.refetched)
+    if config.playbooks.enabled:
+        wire_playbooks(app, config, bootstrap, exporter.registry, exporter.refetched,
+                       alerts_topic, anomalies_topic)
+
     setup_prometheus_sensors(app, pattern="/metrics", registry=exporter.registry,
                              name_prefix="faust")
     exporter.rename_faust_runtime(app.monitor)

@@ -26,9 +26,12 @@ from pydantic import (
 )
 
 from shoppulse.streams.notifiers_config import ReceiverSpec, check_receiver_names
+from shoppulse.streams.playbooks_config import PlaybooksSpec
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
+SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_SECRETS", "_PASSWORD")
+"""``SHOPPULSE_*`` variables with these endings hold secrets (API token, webhook keys)."""
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -246,6 +249,7 @@ class Config(_Model):
     topics: dict[str, TopicSpec]
     metrics: list[MetricSpec] = Field(default_factory=list)
     detectors: dict[str, Any] = Field(default_factory=dict)
+    playbooks: PlaybooksSpec = PlaybooksSpec()
     notifiers: dict[str, ReceiverSpec] = Field(default_factory=dict)
 
     _receivers = field_validator("notifiers")(check_receiver_names)
@@ -379,6 +383,8 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
     """``SHOPPULSE_BROKER``, ``SHOPPULSE_WEB_PORT``, ``SHOPPULSE_WINDOWS__GRACE`` override keys."""
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in ("SHOPPULSE_CONFIG", "SHOPPULSE_TANSU_BIN"):
+            continue
+        if name.endswith(SECRET_SUFFIXES):  # secrets are read by name, never config keys
             continue
         if value == "":  # set but empty: as if unset
             continue

@@ -18,7 +18,7 @@ from shoppulse.streams.config import Config, TopicSpec
 #: Internal topics (``<app>.<role>``) and their partition counts.
 INTERNAL_PARTITIONS = {"partials": 4, "metrics": 4, "anomalies": 4, "deadletter": 1,
                        "checkpoints": 1, "alerts": 4, "playbook-runs": 1,
-                       "commands": 1}
+                       "commands": 1, "playbook-input": 1}
 #: Topics where only the latest record per key matters.
 COMPACTED = {"checkpoints"}
 

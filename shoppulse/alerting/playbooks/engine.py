@@ -54,7 +54,7 @@ class Run:
     """Event time ``act`` finished: the evaluation clock starts here."""
     recovered_at: float | None = None
     inside: int = 0
-    last_window: float = -math.inf
+    last_window: float = 0.0  # JSON has no infinity: event times are positive
     completed: list[str] = field(default_factory=list)
     in_flight: str | None = None
 
@@ -318,7 +318,8 @@ class Engine:
             self._save(run)
             return [], [Call(run.run_id, "act", action.name, action, self.inputs(run))]
         run.stage = "evaluate"
-        run.acted_at = event_now if event_now is not None else run.detected_at
+        # event time never runs behind the alert (a restarted worker may not know it yet)
+        run.acted_at = max(event_now or 0.0, run.detected_at)
         self._save(run)
         return [self.record(run, "evaluate", "started", now=now,
                              inputs={"series": run.series, "windows": book.evaluate.windows})], []

@@ -4,7 +4,7 @@ Why claims: a worker can die between starting a side effect and recording it. Ea
 is claimed under its key (run, stage, step) in a durable mapping *before* it runs, and
 marked done after. On resume a done claim is never run again (its stored outcome drives
 the run on); a claim left open by a crash is run again only when the action is declared
-idempotent (the target sees the same ``Idempotency-Key``); otherwise its outcome is
+idempotent (the target sees the same ``Idempotency-Key``) or is a ``wait``; otherwise its outcome is
 ``unknown`` and the run escalates to a human rather than risk a second side effect.
 Calls run as tasks, so a slow target never stalls the stream that feeds the engine.
 """
@@ -100,7 +100,7 @@ class Runner:
                 await self._advance(call, claim["ok"], claim.get("result") or {},
                                     claim.get("error", ""))
             return
-        if claim is not None and not call.action.idempotent:
+        if claim is not None and not (call.action.idempotent or call.action.type == "wait"):
             run = self.engine.get(call.run_id)
             if run is not None:
                 await self.emit(self.engine.record(
