@@ -210,3 +210,12 @@ def bench_detect(days: float, as_json: bool, seed: int, rate: float, save: str |
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.WARNING)
     sys.exit(main())
+
+
+def _register() -> None:
+    from shoppulse.commands.playbook_cli import playbook
+
+    main.add_command(playbook)
+
+
+_register()
