@@ -212,6 +212,47 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
+@main.command()
+@click.argument("scenarios", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="every scenario, one after the other")
+@click.option("--rate", default=10.0, show_default=True, help="sessions/s at the daily peak")
+@click.option("--warm", default="1h", show_default=True, help="simulated history first")
+@click.option("--live-actions", is_flag=True, help="really perform the playbooks' actions")
+@click.option("--timeout", default="15m", show_default=True, help="wall time for the whole drill")
+@click.option("--config", "config_path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+def drill(scenarios: tuple[str, ...], all_: bool, rate: float, warm: str, live_actions: bool,
+          timeout: str, config_path: str | None, as_json: bool) -> None:
+    """Inject SCENARIO(s) into an embedded stack and report detection, playbook and timings."""
+    import json
+
+    from shoppulse.commands.drill import run_drills
+    from shoppulse.streams.config import parse_duration
+    from shoppulse.streams.incidents import SCENARIOS
+
+    names = list(SCENARIOS) if all_ else list(scenarios)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if not names or unknown:
+        raise click.UsageError(f"name scenarios or --all; known: {', '.join(SCENARIOS)}"
+                               + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    say = (lambda *a: click.echo(*a, err=True))
+    result = run_drills(names, rate=rate, warm=parse_duration(warm),
+                        timeout=parse_duration(timeout), live_actions=live_actions,
+                        config_path=config_path, say=say)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for name, r in result["drills"].items():
+            alert = r["alert"]["rule"] if r["alert"] else "-"
+            fmt = lambda v: "-" if v is None else f"{v:.1f}s"  # noqa: E731
+            click.echo(f"{'PASS' if r['passed'] else 'FAIL'} {name:<26} alert {alert:<20} "
+                       f"playbook {r['playbook'] or '-':<26} ttd {fmt(r['ttd_s'])} "
+                       f"tta {fmt(r['tta_s'])} ttr {fmt(r['ttr_s'])} "
+                       f"first action {fmt(r['first_action_s'])} ({r['outcome'] or 'no run'})")
+    if not all(r["passed"] for r in result["drills"].values()):
+        raise SystemExit(1)
+
+
 def _register() -> None:
     from shoppulse.commands.playbook_cli import playbook
 
