@@ -235,20 +235,12 @@ def drill(scenarios: tuple[str, ...], all_: bool, rate: float, warm: str, live_a
     if not names or unknown:
         raise click.UsageError(f"name scenarios or --all; known: {', '.join(SCENARIOS)}"
                                + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    say = (lambda *a: click.echo(*a, err=True))
+    from shoppulse.commands.drill import report_lines
+
     result = run_drills(names, rate=rate, warm=parse_duration(warm),
                         timeout=parse_duration(timeout), live_actions=live_actions,
-                        config_path=config_path, say=say)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        for name, r in result["drills"].items():
-            alert = r["alert"]["rule"] if r["alert"] else "-"
-            fmt = lambda v: "-" if v is None else f"{v:.1f}s"  # noqa: E731
-            click.echo(f"{'PASS' if r['passed'] else 'FAIL'} {name:<26} alert {alert:<20} "
-                       f"playbook {r['playbook'] or '-':<26} ttd {fmt(r['ttd_s'])} "
-                       f"tta {fmt(r['tta_s'])} ttr {fmt(r['ttr_s'])} "
-                       f"first action {fmt(r['first_action_s'])} ({r['outcome'] or 'no run'})")
+                        config_path=config_path, say=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, indent=2) if as_json else "\n".join(report_lines(result)))
     if not all(r["passed"] for r in result["drills"].values()):
         raise SystemExit(1)
 

@@ -236,3 +236,19 @@ def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0
                     os.killpg(p.pid, signal.SIGKILL)
             log.close()
     return {"drills": {d.scenario: d.report() for d in drills}}
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}s"
+
+
+def report_lines(result: dict[str, Any]) -> list[str]:
+    """One line per drill: PASS/FAIL, alert, playbook and the stage times."""
+    out = []
+    for name, r in result["drills"].items():
+        alert = r["alert"]["rule"] if r["alert"] else "-"
+        out.append(f"{'PASS' if r['passed'] else 'FAIL'} {name:<24} alert {alert:<18} "
+                   f"playbook {r['playbook'] or '-':<24} ttd {_secs(r['ttd_s'])} "
+                   f"tta {_secs(r['tta_s'])} ttr {_secs(r['ttr_s'])} "
+                   f"first action {_secs(r['first_action_s'])} ({r['outcome'] or 'no run'})")
+    return out
