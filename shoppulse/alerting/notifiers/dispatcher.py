@@ -174,9 +174,9 @@ class Dispatcher:
         row = self._row(alert.fingerprint)
         if partition is not None:
             row["p"] = partition
-        key = transition_key(alert)
-        if all(transition_key(Alert.loads(t)) != key for t in row["t"]):
-            row["t"].append(orjson.loads(alert.dumps()))
+        if all((t["episode"], t["state"]) != (alert.episode, alert.state) for t in row["t"]):
+            row["t"].append(orjson.loads(orjson.dumps(alert)))  # orjson reads dataclasses
+            # natively, several times faster than dataclasses.asdict
             row["t"].sort(key=lambda t: (t["episode"], t["state"] == "resolved"))
             del row["t"][:-KEEP_TRANSITIONS]
         self._put(alert.fingerprint, row)
