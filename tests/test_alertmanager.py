@@ -49,10 +49,10 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, HookServer]]:
     try:
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
+                if r.status == 200:
+                    break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((tmp_path / "alertmanager.log").read_text()[-2000:])
             time.sleep(0.2)

@@ -124,7 +124,6 @@ def attach_notify(app: faust.App, config: Config, bootstrap: str, registry: Coll
     @rows.on_recover
     async def requeue() -> None:
         dispatcher.restore()
-        await dispatcher.settle_down()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

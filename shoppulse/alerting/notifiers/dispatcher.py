@@ -16,7 +16,8 @@ notification; receivers can drop it by ``notificationId``. After a restart
 :meth:`restore` re-queues from the rows whatever was recorded but not delivered.
 
 While a receiver fails ``down_after`` attempts in a row, a ``NotifierDown`` alert
-(label ``receiver``) fires on the other receivers; its first success resolves it.
+(label ``receiver``) fires on the other receivers; its first success resolves it (or,
+after a restart, finding nothing left to deliver).
 """
 
 from __future__ import annotations
@@ -231,13 +232,9 @@ class Dispatcher:
         for r in self.receivers.values():
             self.metrics.queue.labels(r.name).set(r.grouper.size)
             r.wake.set()
-
-    async def settle_down(self) -> None:
-        """After :meth:`restore`: a receiver marked down with nothing left to deliver is no
-        longer failing anything; resolve its ``NotifierDown``."""
-        for r in self.receivers.values():
-            if r.down is not None and r.grouper.size == 0:
-                await self._up(r, self.clock())
+        log.info("notifiers restored: %s", ", ".join(
+            f"{r.name} {r.grouper.size} queued{' (down)' if r.down else ''}"
+            for r in self.receivers.values()))
 
     def forget(self, fingerprints: set[str]) -> None:
         for r in self.receivers.values():
@@ -264,17 +261,29 @@ class Dispatcher:
 
     async def _run(self, r: Receiver) -> None:
         while True:
-            r.wake.clear()
-            for n in r.grouper.due(self.clock()):
-                await self._deliver(r, n)
-            self.metrics.queue.labels(r.name).set(r.grouper.size)
-            nxt = r.grouper.next_due()
-            wait = None if nxt is None else nxt - self.clock()
-            if wait is not None and wait <= 0:
-                await asyncio.sleep(0)  # let the stream run between bursts
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(r.wake.wait(), wait)
+            try:
+                await self._step(r)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not end the receiver's deliveries for good
+                log.exception("receiver %s: delivery loop error", r.name)
+                await asyncio.sleep(1.0)
+
+    async def _step(self, r: Receiver) -> None:
+        r.wake.clear()
+        for n in r.grouper.due(self.clock()):
+            await self._deliver(r, n)
+        self.metrics.queue.labels(r.name).set(r.grouper.size)
+        if r.down is not None and r.failures == 0 and r.grouper.size == 0:
+            # marked down by a previous process (restore) with nothing left that fails
+            await self._up(r, self.clock())
+        nxt = r.grouper.next_due()
+        wait = None if nxt is None else nxt - self.clock()
+        if wait is not None and wait <= 0:
+            await asyncio.sleep(0)  # let the stream run between bursts
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(r.wake.wait(), wait)
 
     async def _deliver(self, r: Receiver, n: Notification) -> None:
         try:
@@ -319,19 +328,30 @@ class Dispatcher:
             annotations={"summary": f"Notifications to receiver {r.name} are failing",
                          "description": f"{r.failures} delivery attempts in a row failed "
                                         f"(last: {reason}); {r.grouper.size} transitions wait."})
-        r.down = alert
-        self.metrics.down.labels(r.name).set(1)
         log.error("receiver %s is down: %s", r.name, alert.annotations["description"])
-        await self._emit(alert)
+        if await self._emit(alert):
+            r.down = alert
+            self.metrics.down.labels(r.name).set(1)
 
     async def _up(self, r: Receiver, now: float) -> None:
-        alert, r.down = r.down, None
-        self.metrics.down.labels(r.name).set(0)
-        if alert is not None:
+        alert = r.down
+        if alert is None:
+            return
+        if await self._emit(replace(alert, state="resolved", ends_at=now, at=now)):
+            r.down = None
+            self.metrics.down.labels(r.name).set(0)
             log.warning("receiver %s delivers again", r.name)
-            await self._emit(replace(alert, state="resolved", ends_at=now, at=now))
 
-    async def _emit(self, alert: Alert) -> None:
-        result = self.emit(alert)
-        if inspect.isawaitable(result):
-            await result
+    async def _emit(self, alert: Alert) -> bool:
+        """Hand a self-alert over (to the alerts topic in the worker); False if that failed,
+        so the caller tries again at the next occasion."""
+        try:
+            result = self.emit(alert)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("could not emit %s %s: %s", alert.rule, alert.state, exc)
+            return False
+        return True
