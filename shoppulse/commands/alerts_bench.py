@@ -194,19 +194,21 @@ def _worker(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Cloc
         path = Path(tmp) / "bench-alerts.yaml"
         path.write_text(DEFAULT_PATH.read_text() + (
             "\nnotifiers:\n  bench:\n    type: webhook\n"
-            f"    url: {url}\n    secrets_env: [SHOPPULSE_BENCH_SECRET]\n"
+            f"    url: {url}\n    secrets_env: [BENCH_WEBHOOK_SECRET]\n"
             "    group_by: ['...']\n    group_wait: 0s\n    group_interval: 1s\n"))
-        env = {**os.environ, "SHOPPULSE_APP": app, "SHOPPULSE_BENCH_SECRET": secret}
+        env = {**os.environ, "SHOPPULSE_APP": app, "BENCH_WEBHOOK_SECRET": secret}
+        log = Path(tmp) / "worker.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "shoppulse.commands.cli", "worker", "--broker", broker.url,
              "--config", str(path), "--web-port", str(free_port())],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent)
         try:
             warm = bench_alert(f"{app}-warmup")
             asyncio.run(_produce(broker.bootstrap, topic, [warm], None, clock))
             if not clock.wait([warm.fingerprint], 120):
-                raise RuntimeError("the worker delivered nothing within 120 s")
+                raise RuntimeError("the worker delivered nothing within 120 s: "
+                                   + log.read_text(errors="replace")[-2000:])
             return _phases(broker.bootstrap, topic, clock, app, **kw)
         finally:
             os.killpg(proc.pid, 15)

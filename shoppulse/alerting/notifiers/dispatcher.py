@@ -10,9 +10,10 @@ Dedupe by (fingerprint, episode, state) per receiver: the row of a fingerprint (
 table in the worker, keyed and partitioned like the alerts topic) holds its recent
 transitions and, per receiver, the last transition delivered. A transition at or below
 that mark (a replay of the topic, a restarted worker re-reading uncommitted records) or
-already queued is counted ``deduplicated``, never sent. The mark is written (and its
-write awaited) right after the receiver's 2xx, so only a crash in between can repeat a
-notification; receivers can drop it by ``notificationId``. After a restart
+already queued is counted ``deduplicated``, never sent. The mark is written right after
+the receiver's 2xx (not awaited: the next notification does not wait for the changelog), so
+only a crash within that write's round trip (milliseconds) can repeat a notification;
+receivers can drop such a repeat by its ``notificationId``. After a restart
 :meth:`restore` re-queues from the rows whatever was recorded but not delivered.
 
 While a receiver fails ``down_after`` attempts in a row, a ``NotifierDown`` alert
@@ -62,8 +63,6 @@ class RowStore(Protocol):
 
     def items(self) -> Iterable[tuple[str, bytes]]: ...
 
-    async def flush(self) -> None: ...
-
 
 class MemoryRows:
     """A :class:`RowStore` in a dict (tests, benchmarks, offline runs)."""
@@ -79,9 +78,6 @@ class MemoryRows:
 
     def items(self) -> Iterable[tuple[str, bytes]]:
         return list(self.data.items())
-
-    async def flush(self) -> None:
-        return None
 
 
 def fingerprint(rule: str, labels: dict[str, str]) -> str:
@@ -271,8 +267,9 @@ class Dispatcher:
 
     async def _step(self, r: Receiver) -> None:
         r.wake.clear()
-        for n in r.grouper.due(self.clock()):
-            await self._deliver(r, n)
+        due = r.grouper.due(self.clock())
+        for i in range(0, len(due), r.spec.max_in_flight):  # different groups at once
+            await asyncio.gather(*(self._deliver(r, n) for n in due[i:i + r.spec.max_in_flight]))
         self.metrics.queue.labels(r.name).set(r.grouper.size)
         if r.down is not None and r.failures == 0 and r.grouper.size == 0:
             # marked down by a previous process (restore) with nothing left that fails
@@ -298,9 +295,8 @@ class Dispatcher:
         r.grouper.delivered(n, now)
         self.metrics.notifications.labels(r.name, "sent").inc()
         if not n.repeat:
-            for a in n.alerts:
-                self._mark(a, r.name, transition_key(a))
-            await self.store.flush()
+            for a in n.alerts:  # the marks' writes are not awaited: a crash within the
+                self._mark(a, r.name, transition_key(a))  # round trip may send it again
         r.failures = 0
         if r.down is not None:
             await self._up(r, now)
