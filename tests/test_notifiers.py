@@ -379,3 +379,38 @@ def test_worker_sigkilled_while_webhook_fails_delivers_one_firing_one_resolved(
         assert not [a for b in oncall.bodies() for a in b["alerts"]
                     if a["labels"]["alertname"] == "NotifierDown"]
         assert all(r.verified for r in oncall.received + audit.received)
+
+
+def test_routes_match_labels_and_send_resolved_false_stops_at_firing():
+    async def main():
+        pages, chat = io.StringIO(), io.StringIO()
+        d = Dispatcher({"pages": (spec("stdout", match={"severity": "critical"}),
+                                  StdoutSender(pages)),
+                        "chat": (spec("stdout", send_resolved=False, group_by=["..."]),
+                                 StdoutSender(chat))}, MemoryRows(), CollectorRegistry())
+        d.start()
+        d.handle(alert(1, severity="warning"))
+        d.handle(alert(2))
+        await until(lambda: pages.getvalue() and chat.getvalue().count("\n") == 2)
+        d.handle(alert(2, "resolved"))
+        await until(lambda: "RESOLVED" in pages.getvalue(), what="the resolve on pages")
+        await asyncio.sleep(0.5)
+        await d.stop()
+        return pages.getvalue(), chat.getvalue()
+    pages, chat = run(main())
+    assert 'series="s1"' not in pages and pages.count("\n") == 2  # firing s2, resolved s2
+    assert chat.count("\n") == 2 and "RESOLVED" not in chat
+
+
+def test_records_that_are_not_alerts_are_refused_naming_the_field():
+    from dataclasses import replace
+
+    from shoppulse.agents.notify import check_alert
+
+    assert check_alert(alert(1)) == alert(1)
+    with pytest.raises(ValueError, match=r"^state: 'exploded'"):
+        check_alert(replace(alert(1), state="exploded"))
+    with pytest.raises(ValueError, match=r"^fingerprint:"):
+        check_alert(replace(alert(1), fingerprint=""))
+    with pytest.raises(ValueError, match=r"^episode:"):
+        check_alert(replace(alert(1), episode="1"))
