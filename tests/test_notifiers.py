@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -299,3 +300,117 @@ def test_stdout_prints_one_line_per_notification():
     assert text.count("\n") == 1
     assert "[console] FIRING firing=5 resolved=0 {alertname=\"payment_drop\"}" in text
     assert "value=0.41 band=[0.88,0.97]" in text and "+2 more" in text
+
+
+# -- a worker SIGKILLed while a webhook fails ------------------------------------------------
+def _worker_config(tmp_path, hooks: dict[str, HookServer]):
+    from shoppulse.streams.config import DEFAULT_PATH
+
+    text = DEFAULT_PATH.read_text() + "\nnotifiers:\n"
+    for name, hook in hooks.items():
+        text += (f"  {name}:\n    type: webhook\n    url: {hook.url}\n    secrets: [{SECRETS[0]}]\n"
+                 "    group_wait: 0s\n    group_interval: 1s\n    backoff: 0.2s\n"
+                 "    max_backoff: 1s\n    timeout: 2s\n    down_after: 3\n")
+    path = tmp_path / "notify.yaml"
+    path.write_text(text)
+    return path
+
+
+def _produce_alert(bootstrap: str, topic: str, a) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        producer.send(topic, key=a.fingerprint.encode(), value=a.dumps()).get(timeout=20)
+    finally:
+        producer.close()
+
+
+def _wait(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.broker
+def test_worker_sigkilled_while_webhook_fails_delivers_one_firing_one_resolved(
+        tmp_path, kafka, app_name, workers):
+    from shoppulse.streams.config import DEFAULT_PATH
+    from shoppulse.streams.topics import ensure_topics
+
+    cfg = ensure_topics(load_config(DEFAULT_PATH, env={"SHOPPULSE_APP": app_name}),
+                        kafka.bootstrap)
+    topic = cfg.topic_name("alerts")
+    with HookServer(SECRETS[:1]) as oncall, HookServer(SECRETS[:1]) as audit:
+        path = _worker_config(tmp_path, {"oncall": oncall, "audit": audit})
+        oncall.mode = "fail"
+        w = workers(path)
+        w.wait_web()
+        fired = alert(7)
+        _produce_alert(kafka.bootstrap, topic, fired)
+        _wait(lambda: audit.transitions() and oncall.attempts >= 4, 90,
+              f"audit firing and oncall failing ({oncall.attempts} attempts)")
+        with urllib.request.urlopen(w.metrics_url, timeout=10) as r:
+            text = r.read().decode()
+        fails = [ln for ln in text.splitlines()
+                 if ln.startswith('shoppulse_notification_failures_total{receiver="oncall"}')]
+        assert fails and float(fails[0].split()[-1]) >= 3, fails
+        w.kill()  # while the webhook fails
+        _produce_alert(kafka.bootstrap, topic, alert(7, "resolved"))
+        oncall.mode = "ok"
+        w2 = workers(path)
+        w2.wait_web()
+        fp = fired.fingerprint
+        want = [(fp, 1, "firing"), (fp, 1, "resolved")]
+        _wait(lambda: [t for t in oncall.transitions() if t[0] == fp] == want and
+              [t for t in audit.transitions() if t[0] == fp] == want, 120,
+              f"both receivers: oncall {oncall.transitions()}, audit {audit.transitions()}")
+        # NotifierDown about oncall fired on audit and resolved once oncall took deliveries
+        _wait(lambda: [t[2] for t in audit.transitions() if t[0] != fp] == ["firing", "resolved"],
+              60, f"NotifierDown on audit: {audit.transitions()}")
+        time.sleep(4)  # anything duplicated would have come by now
+        assert [t for t in oncall.transitions() if t[0] == fp] == want, oncall.transitions()
+        assert [t for t in audit.transitions() if t[0] == fp] == want, audit.transitions()
+        down = [a for b in audit.bodies() for a in b["alerts"] if a["fingerprint"] != fp]
+        assert {a["labels"]["alertname"] for a in down} == {"NotifierDown"}
+        assert all(a["labels"]["receiver"] == "oncall" for a in down)
+        assert not [a for b in oncall.bodies() for a in b["alerts"]
+                    if a["labels"]["alertname"] == "NotifierDown"]
+        assert all(r.verified for r in oncall.received + audit.received)
+
+
+def test_routes_match_labels_and_send_resolved_false_stops_at_firing():
+    async def main():
+        pages, chat = io.StringIO(), io.StringIO()
+        d = Dispatcher({"pages": (spec("stdout", match={"severity": "critical"}),
+                                  StdoutSender(pages)),
+                        "chat": (spec("stdout", send_resolved=False, group_by=["..."]),
+                                 StdoutSender(chat))}, MemoryRows(), CollectorRegistry())
+        d.start()
+        d.handle(alert(1, severity="warning"))
+        d.handle(alert(2))
+        await until(lambda: pages.getvalue() and chat.getvalue().count("\n") == 2)
+        d.handle(alert(2, "resolved"))
+        await until(lambda: "RESOLVED" in pages.getvalue(), what="the resolve on pages")
+        await asyncio.sleep(0.5)
+        await d.stop()
+        return pages.getvalue(), chat.getvalue()
+    pages, chat = run(main())
+    assert 'series="s1"' not in pages and pages.count("\n") == 2  # firing s2, resolved s2
+    assert chat.count("\n") == 2 and "RESOLVED" not in chat
+
+
+def test_records_that_are_not_alerts_are_refused_naming_the_field():
+    from dataclasses import replace
+
+    from shoppulse.agents.notify import check_alert
+
+    assert check_alert(alert(1)) == alert(1)
+    with pytest.raises(ValueError, match=r"^state: 'exploded'"):
+        check_alert(replace(alert(1), state="exploded"))
+    with pytest.raises(ValueError, match=r"^fingerprint:"):
+        check_alert(replace(alert(1), fingerprint=""))
+    with pytest.raises(ValueError, match=r"^episode:"):
+        check_alert(replace(alert(1), episode="1"))

@@ -3,15 +3,16 @@
 Rows (a fingerprint's recent transitions and, per receiver, the last one delivered) live
 in the Faust table ``notifications``, partitioned like the alerts topic, so they move and
 recover with its partitions. The dispatcher writes a row twice: when a transition arrives
-(inside the stream: the agent waits for the write before its next record, so Faust
-commits nothing the table does not hold) and when a receiver got it (from the receiver's
-task, outside stream iteration, hence the explicit partition). After every recovery the
+(inside the stream; the record is acked, so Faust may commit it, only once the write is
+acknowledged) and when a receiver got it (from the receiver's task, outside stream
+iteration, hence the explicit partition). After every recovery the
 dispatcher re-queues what was recorded but not delivered; a revoked partition's alerts
 leave this worker's queues.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +27,7 @@ from shoppulse.streams.records import ALERT_STATES, Alert
 from shoppulse.streams.topics import INTERNAL_PARTITIONS
 
 log = logging.getLogger(__name__)
+
 
 
 def check_alert(alert: Alert) -> Alert:
@@ -58,9 +60,6 @@ class TableRows:
     def items(self) -> list[tuple[str, bytes]]:
         # the Contiguous notes share the table under keys "<partition>|next"
         return [(k, v) for k, v in self.table.data.items() if not k.endswith("|next")]
-
-    async def flush(self) -> None:
-        await self.table.written()
 
 
 class NotifyService(Service):
@@ -97,34 +96,67 @@ def attach_notify(app: faust.App, config: Config, bootstrap: str, registry: Coll
         fut = await alerts.send(key=alert.fingerprint.encode(), value=alert.dumps())
         await fut
 
-    dispatcher = Dispatcher.from_config(config.notifiers, TableRows(rows), registry, emit=emit)
+    store = TableRows(rows)
+    dispatcher = Dispatcher.from_config(config.notifiers, store, registry, emit=emit)
     records_in = Contiguous(bootstrap, rows, refetched, loop=app.loop)
     app._extra_services.extend([records_in, NotifyService(dispatcher, loop=app.loop)])
 
     @app.agent(alerts, name="notify")
     async def notify(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async for rec in records_in.records(event):
+        # An event is acked (so Faust may commit its offset) only once the table writes it
+        # caused are acknowledged, but the stream does not wait for that: a background
+        # task acks in order after each wait, so one changelog round trip covers every
+        # record that arrived meanwhile. Faust commits the acked prefix of a partition.
+        stream.enable_acks = False
+        unacked: list[Any] = []
+        more = asyncio.Event()
+
+        async def acker() -> None:
+            while True:
+                await more.wait()
+                more.clear()
+                batch = unacked[:]
+                del unacked[:]
                 try:
-                    alert = check_alert(Alert.loads(rec.value))
-                except Exception as exc:  # bad input: dead-letter with the reason
-                    invalid.inc()
-                    log.warning("alerts[%d]@%d is not an Alert: %s", rec.partition, rec.offset,
-                                exc)
-                    await deadletter.send(key=rec.key, value=rec.value or b"", headers=[
-                        ("shoppulse.topic", alerts.get_topic_name().encode()),
-                        ("shoppulse.partition", str(rec.partition).encode()),
-                        ("shoppulse.offset", str(rec.offset).encode()),
-                        ("shoppulse.reason", b"bad_alert"),
-                        ("shoppulse.error", str(exc)[:500].encode())])
+                    await rows.written()
+                except Exception as exc:  # not durable: retry the wait, never ack early
+                    log.warning("notifications table write failed (%s); retrying", exc)
+                    unacked[:0] = batch
+                    more.set()
+                    await asyncio.sleep(0.5)
                     continue
-                dispatcher.handle(alert, rec.partition)
-            await rows.written()
+                for event in batch:
+                    await stream.ack(event)
+
+        acking = asyncio.ensure_future(acker())
+        try:
+            async for event in stream.events():
+                await take(event)
+                unacked.append(event)
+                more.set()
+        finally:
+            acking.cancel()
+
+    async def take(event: Any) -> None:
+        async for rec in records_in.records(event):
+            try:
+                alert = check_alert(Alert.loads(rec.value))
+            except Exception as exc:  # bad input: dead-letter with the reason
+                invalid.inc()
+                log.warning("alerts[%d]@%d is not an Alert: %s", rec.partition, rec.offset,
+                            exc)
+                await deadletter.send(key=rec.key, value=rec.value or b"", headers=[
+                    ("shoppulse.topic", alerts.get_topic_name().encode()),
+                    ("shoppulse.partition", str(rec.partition).encode()),
+                    ("shoppulse.offset", str(rec.offset).encode()),
+                    ("shoppulse.reason", b"bad_alert"),
+                    ("shoppulse.error", str(exc)[:500].encode())])
+                continue
+            dispatcher.handle(alert, rec.partition)
 
     @rows.on_recover
     async def requeue() -> None:
         dispatcher.restore()
-        await dispatcher.settle_down()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

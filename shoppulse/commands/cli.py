@@ -207,6 +207,19 @@ def bench_detect(days: float, as_json: bool, seed: int, rate: float, save: str |
     detect(days=days, as_json=as_json, seed=seed, rate=rate, save=save, points=points)
 
 
+@bench.command("alerts")
+@click.option("--rate", default=200.0, show_default=True, help="paced transitions/s")
+@click.option("--seconds", default=10.0, show_default=True, help="length of the paced phase")
+@click.option("--burst", default=2000, show_default=True, help="transitions produced at once")
+@click.option("--runs", default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench_alerts(rate: float, seconds: float, burst: int, runs: int, as_json: bool) -> None:
+    """Alert transitions through the notify agent to a signed webhook: latency, rate."""
+    from shoppulse.commands.alerts_bench import alerts
+
+    alerts(rate=rate, seconds=seconds, burst=burst, runs=runs, as_json=as_json)
+
+
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.WARNING)
     sys.exit(main())

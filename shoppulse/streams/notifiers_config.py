@@ -50,6 +50,8 @@ class ReceiverSpec(BaseModel):
     max_backoff: float = 30.0
     queue_size: int = Field(default=10_000, ge=1)
     """Pending transitions this receiver may hold; beyond, the oldest firing is dropped."""
+    max_in_flight: int = Field(default=8, ge=1)
+    """Notifications of different groups sent at once (a group has one at a time)."""
     down_after: int = Field(default=3, ge=1)
     """Consecutive failed attempts before ``NotifierDown`` fires on the other receivers."""
     external_url: str = ""

@@ -10,13 +10,15 @@ Dedupe by (fingerprint, episode, state) per receiver: the row of a fingerprint (
 table in the worker, keyed and partitioned like the alerts topic) holds its recent
 transitions and, per receiver, the last transition delivered. A transition at or below
 that mark (a replay of the topic, a restarted worker re-reading uncommitted records) or
-already queued is counted ``deduplicated``, never sent. The mark is written (and its
-write awaited) right after the receiver's 2xx, so only a crash in between can repeat a
-notification; receivers can drop it by ``notificationId``. After a restart
+already queued is counted ``deduplicated``, never sent. The mark is written right after
+the receiver's 2xx (not awaited: the next notification does not wait for the changelog), so
+only a crash within that write's round trip (milliseconds) can repeat a notification;
+receivers can drop such a repeat by its ``notificationId``. After a restart
 :meth:`restore` re-queues from the rows whatever was recorded but not delivered.
 
 While a receiver fails ``down_after`` attempts in a row, a ``NotifierDown`` alert
-(label ``receiver``) fires on the other receivers; its first success resolves it.
+(label ``receiver``) fires on the other receivers; its first success resolves it (or,
+after a restart, finding nothing left to deliver).
 """
 
 from __future__ import annotations
@@ -61,8 +63,6 @@ class RowStore(Protocol):
 
     def items(self) -> Iterable[tuple[str, bytes]]: ...
 
-    async def flush(self) -> None: ...
-
 
 class MemoryRows:
     """A :class:`RowStore` in a dict (tests, benchmarks, offline runs)."""
@@ -78,9 +78,6 @@ class MemoryRows:
 
     def items(self) -> Iterable[tuple[str, bytes]]:
         return list(self.data.items())
-
-    async def flush(self) -> None:
-        return None
 
 
 def fingerprint(rule: str, labels: dict[str, str]) -> str:
@@ -174,9 +171,9 @@ class Dispatcher:
         row = self._row(alert.fingerprint)
         if partition is not None:
             row["p"] = partition
-        key = transition_key(alert)
-        if all(transition_key(Alert.loads(t)) != key for t in row["t"]):
-            row["t"].append(orjson.loads(alert.dumps()))
+        if all((t["episode"], t["state"]) != (alert.episode, alert.state) for t in row["t"]):
+            row["t"].append(orjson.loads(orjson.dumps(alert)))  # orjson reads dataclasses
+            # natively, several times faster than dataclasses.asdict
             row["t"].sort(key=lambda t: (t["episode"], t["state"] == "resolved"))
             del row["t"][:-KEEP_TRANSITIONS]
         self._put(alert.fingerprint, row)
@@ -231,13 +228,9 @@ class Dispatcher:
         for r in self.receivers.values():
             self.metrics.queue.labels(r.name).set(r.grouper.size)
             r.wake.set()
-
-    async def settle_down(self) -> None:
-        """After :meth:`restore`: a receiver marked down with nothing left to deliver is no
-        longer failing anything; resolve its ``NotifierDown``."""
-        for r in self.receivers.values():
-            if r.down is not None and r.grouper.size == 0:
-                await self._up(r, self.clock())
+        log.info("notifiers restored: %s", ", ".join(
+            f"{r.name} {r.grouper.size} queued{' (down)' if r.down else ''}"
+            for r in self.receivers.values()))
 
     def forget(self, fingerprints: set[str]) -> None:
         for r in self.receivers.values():
@@ -264,17 +257,30 @@ class Dispatcher:
 
     async def _run(self, r: Receiver) -> None:
         while True:
-            r.wake.clear()
-            for n in r.grouper.due(self.clock()):
-                await self._deliver(r, n)
-            self.metrics.queue.labels(r.name).set(r.grouper.size)
-            nxt = r.grouper.next_due()
-            wait = None if nxt is None else nxt - self.clock()
-            if wait is not None and wait <= 0:
-                await asyncio.sleep(0)  # let the stream run between bursts
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(r.wake.wait(), wait)
+            try:
+                await self._step(r)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not end the receiver's deliveries for good
+                log.exception("receiver %s: delivery loop error", r.name)
+                await asyncio.sleep(1.0)
+
+    async def _step(self, r: Receiver) -> None:
+        r.wake.clear()
+        due = r.grouper.due(self.clock())
+        for i in range(0, len(due), r.spec.max_in_flight):  # different groups at once
+            await asyncio.gather(*(self._deliver(r, n) for n in due[i:i + r.spec.max_in_flight]))
+        self.metrics.queue.labels(r.name).set(r.grouper.size)
+        if r.down is not None and r.failures == 0 and r.grouper.size == 0:
+            # marked down by a previous process (restore) with nothing left that fails
+            await self._up(r, self.clock())
+        nxt = r.grouper.next_due()
+        wait = None if nxt is None else nxt - self.clock()
+        if wait is not None and wait <= 0:
+            await asyncio.sleep(0)  # let the stream run between bursts
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(r.wake.wait(), wait)
 
     async def _deliver(self, r: Receiver, n: Notification) -> None:
         try:
@@ -289,9 +295,8 @@ class Dispatcher:
         r.grouper.delivered(n, now)
         self.metrics.notifications.labels(r.name, "sent").inc()
         if not n.repeat:
-            for a in n.alerts:
-                self._mark(a, r.name, transition_key(a))
-            await self.store.flush()
+            for a in n.alerts:  # the marks' writes are not awaited: a crash within the
+                self._mark(a, r.name, transition_key(a))  # round trip may send it again
         r.failures = 0
         if r.down is not None:
             await self._up(r, now)
@@ -319,19 +324,30 @@ class Dispatcher:
             annotations={"summary": f"Notifications to receiver {r.name} are failing",
                          "description": f"{r.failures} delivery attempts in a row failed "
                                         f"(last: {reason}); {r.grouper.size} transitions wait."})
-        r.down = alert
-        self.metrics.down.labels(r.name).set(1)
         log.error("receiver %s is down: %s", r.name, alert.annotations["description"])
-        await self._emit(alert)
+        if await self._emit(alert):
+            r.down = alert
+            self.metrics.down.labels(r.name).set(1)
 
     async def _up(self, r: Receiver, now: float) -> None:
-        alert, r.down = r.down, None
-        self.metrics.down.labels(r.name).set(0)
-        if alert is not None:
+        alert = r.down
+        if alert is None:
+            return
+        if await self._emit(replace(alert, state="resolved", ends_at=now, at=now)):
+            r.down = None
+            self.metrics.down.labels(r.name).set(0)
             log.warning("receiver %s delivers again", r.name)
-            await self._emit(replace(alert, state="resolved", ends_at=now, at=now))
 
-    async def _emit(self, alert: Alert) -> None:
-        result = self.emit(alert)
-        if inspect.isawaitable(result):
-            await result
+    async def _emit(self, alert: Alert) -> bool:
+        """Hand a self-alert over (to the alerts topic in the worker); False if that failed,
+        so the caller tries again at the next occasion."""
+        try:
+            result = self.emit(alert)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("could not emit %s %s: %s", alert.rule, alert.state, exc)
+            return False
+        return True

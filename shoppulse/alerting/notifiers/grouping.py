@@ -17,6 +17,7 @@ receiver saw (``must``), so no receiver is left with an alert that never ends.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -106,15 +107,18 @@ class Grouper:
                 if victim == (alert.fingerprint, alert.episode):
                     return Added(False, [*dropped, alert])
         group = self.group_of(alert, now)
+        idle = not group.pending and group.in_flight is None and not group.attempts
         group.pending.setdefault(alert.fingerprint, []).append(alert)
         group.pending[alert.fingerprint].sort(key=transition_key)
         self.size += 1
         if alert.state == "firing":
             self._firings[(alert.fingerprint, alert.episode)] = group.key
-        if group.last_flush is not None and group.in_flight is None and not group.attempts:
-            # a group waiting only for its repeat: the news go out at the next tick
-            group.next_flush = min(group.next_flush,
-                                   max(now, group.last_flush + self.group_interval))
+        if idle and group.last_flush is not None:
+            # a group with nothing new since its last flush: the news go out at its next
+            # tick (its timer ticks every group_interval from the last flush, as in
+            # Alertmanager), not at its repeat
+            ticks = max(1, math.ceil((now - group.last_flush) / self.group_interval))
+            group.next_flush = group.last_flush + ticks * self.group_interval
         return Added(True, dropped)
 
     def restore_firing(self, alert: Alert, now: float) -> None:
