@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shoppulse.streams.rules_config import RuleSpec, check_rules
+
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
 
@@ -234,6 +236,7 @@ class Config(_Model):
     topics: dict[str, TopicSpec]
     metrics: list[MetricSpec] = Field(default_factory=list)
     detectors: dict[str, Any] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(default_factory=list)
 
     @field_validator("broker")
     @classmethod
@@ -265,6 +268,7 @@ class Config(_Model):
             for part, comp in zip(parts, m.components(), strict=True):
                 base: tuple[Any, ...] = ("metrics", i) if part is None else ("metrics", i, part)
                 errors.extend(self._check_component(base, comp, m.dimensions))
+        errors.extend(check_rules(self))
         if errors:
             raise _ReferenceErrors(list(dict.fromkeys(errors)))  # each problem once
         return self
