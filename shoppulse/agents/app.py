@@ -18,6 +18,7 @@ import faust
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from shoppulse.agents.alerts import AlertsRuntime, attach_alerts
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.detection import DetectorStage
 from shoppulse.agents.exporter import Exporter
@@ -44,6 +45,7 @@ class Runtime:
     ingest: Ingest
     stage: GlobalStage
     detection: DetectorStage
+    alerts: AlertsRuntime | None = None
 
 
 def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, Any]:
@@ -142,8 +144,9 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
             elif tp.topic == metrics_topic.get_topic_name():
                 detection.forget(tp.partition)
 
+    alerts = attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
     setup_prometheus_sensors(app, pattern="/metrics", registry=exporter.registry,
                              name_prefix="faust")
     exporter.rename_faust_runtime(app.monitor)
     return Runtime(app=app, config=config, plan=plan, exporter=exporter, ingest=ingest,
-                   stage=stage, detection=detection)
+                   stage=stage, detection=detection, alerts=alerts)
