@@ -36,6 +36,7 @@ from shoppulse.streams.config import Config
 from shoppulse.streams.records import Alert, MetricPoint, Verdict, series_key
 
 Listener = Callable[[Alert], None]
+_INACTIVE = b'{"state":"inactive"'  # AlertState.dumps() starts with its state
 
 
 class AlertEngine:
@@ -114,6 +115,8 @@ class AlertEngine:
                 return []  # inactive and fine: nothing to keep
             st = AlertState(rule=rule.name, labels=labels, partition=partition)
         else:
+            if not sample.cond and raw.startswith(_INACTIVE):
+                return []  # still fine: nothing changes (and a replay of it neither)
             st = AlertState.loads(raw)
         transitions = advance(st, sample, self.timings[rule.name])
         if st.last == sample.end:  # judged (not a replay): keep the new state
@@ -203,3 +206,4 @@ class AlertEngine:
         for rule, severity, _ in self.firing.values():
             counts[(rule, severity)] = counts.get((rule, severity), 0) + 1
         return counts
+

@@ -23,7 +23,7 @@ turns them into :class:`~shoppulse.streams.records.Alert` records.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -41,10 +41,10 @@ class Timing:
 
 @dataclass
 class AlertState:
-    rule: str
-    labels: dict[str, str]
+    state: str = "inactive"  # inactive | pending | firing; first, so the bytes start with it
+    rule: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
     partition: int = 0
-    state: str = "inactive"  # inactive | pending | firing
     episode: int = 0  # episodes that fired so far; the current one when firing
     announced: int = 0  # last episode number a pending record went out for
     since: float | None = None  # start of the trouble (first bad window)
@@ -57,7 +57,7 @@ class AlertState:
     sample: dict[str, Any] = field(default_factory=dict)  # the last sample's numbers
 
     def dumps(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes dataclasses natively; -inf as null
 
     @classmethod
     def loads(cls, raw: bytes) -> AlertState:
