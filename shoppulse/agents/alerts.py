@@ -9,7 +9,8 @@ Exactly one record per transition, also across SIGKILL and rebalance:
 
 * the lifecycle ignores samples it has already judged, so a replayed point or verdict
   changes nothing once its state write is in the changelog (the agent waits for that
-  write before it takes the next record, :mod:`shoppulse.agents.tables`);
+  write before it takes the next record, :mod:`shoppulse.agents.tables`; a record that
+  wrote nothing but the offset note is not waited for: replaying it is harmless);
 * a crash between sending a transition and that write replays the record against the
   old state, which decides the same transition again. Each transition goes to the
   alerts partition numbered like its input partition (a fingerprint always comes from
@@ -189,6 +190,7 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
     async def alert_points(stream: faust.StreamT) -> None:
         async for event in stream.events():
             async for rec in points_in.records(event):
+                writes = on_points.writes
                 try:
                     point = MetricPoint.loads(rec.value)
                     alerts = on_points.on_point(point, rec.partition)
@@ -196,12 +198,14 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                     await dead(rec, exc)
                     continue
                 await publish(rec.partition, alerts)
-                await written(on_point_table)
+                if alerts or on_points.writes != writes:  # else only the note: no need to wait
+                    await written(on_point_table)
 
     @app.agent(anomalies_topic, name="alert_verdicts")
     async def alert_verdicts(stream: faust.StreamT) -> None:
         async for event in stream.events():
             async for rec in verdicts_in.records(event):
+                writes = on_verdicts.writes
                 try:
                     verdict = Verdict.loads(rec.value)
                     alerts = on_verdicts.on_verdict(verdict, rec.partition)
@@ -209,7 +213,8 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                     await dead(rec, exc)
                     continue
                 await publish(rec.partition, alerts)
-                await written(on_verdict_table)
+                if alerts or on_verdicts.writes != writes:
+                    await written(on_verdict_table)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

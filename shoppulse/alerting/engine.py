@@ -56,6 +56,7 @@ class AlertEngine:
         self._loaded: set[int] = set()
         self._watched: dict[int, dict[str, tuple[AbsenceRule, dict[str, str]]]] = {}
         self.firing: dict[str, tuple[str, str, int]] = {}  # fp -> (rule, severity, partition)
+        self.writes = 0  # store writes so far: a caller waits for durability only if it grew
 
     # -- inputs -----------------------------------------------------------------------
     def on_point(self, p: MetricPoint, partition: int = 0) -> list[Alert]:
@@ -78,7 +79,7 @@ class AlertEngine:
         raw = self.store.get(ckey)
         clock = float(raw) if raw is not None else -math.inf
         if p.window_end > clock:
-            self.store[ckey] = repr(p.window_end).encode()
+            self._put(ckey, repr(p.window_end).encode())
             out += self._absences(partition, p.window_end)
         return out
 
@@ -99,6 +100,10 @@ class AlertEngine:
             del self.firing[fp]
 
     # -- state --------------------------------------------------------------------------
+    def _put(self, key: str, value: bytes) -> None:
+        self.store[key] = value
+        self.writes += 1
+
     def state(self, fp: str) -> AlertState | None:
         raw = self.store.get(f"s|{fp}")
         return AlertState.loads(raw) if raw is not None else None
@@ -120,7 +125,7 @@ class AlertEngine:
             st = AlertState.loads(raw)
         transitions = advance(st, sample, self.timings[rule.name])
         if st.last == sample.end:  # judged (not a replay): keep the new state
-            self.store[key] = st.dumps()
+            self._put(key, st.dumps())
         out = [self._record(rule, fp, st, sample, t) for t in transitions]
         for a in out:
             if a.state == "firing":
@@ -156,8 +161,8 @@ class AlertEngine:
         raw = self.store.get(key)
         if raw is not None and orjson.loads(raw)["seen"] >= at:
             return
-        self.store[key] = orjson.dumps({"rule": rule.name, "labels": labels, "seen": at,
-                                        "partition": partition})
+        self._put(key, orjson.dumps({"rule": rule.name, "labels": labels, "seen": at,
+                                     "partition": partition}))
         self._watched.setdefault(partition, {})[fp] = (rule, labels)
 
     def _absences(self, partition: int, clock: float) -> list[Alert]:
@@ -175,8 +180,11 @@ class AlertEngine:
         series = series_key(p.metric, p.labels)
         size = p.window_end - p.window_start
         if p.value is not None:
-            self.store[f"h|{series}|{p.window_start!r}"] = repr(float(p.value)).encode()
-        self.store.pop(f"h|{series}|{p.window_start - ChangeRule.offsets[-1] - size!r}", None)
+            self._put(f"h|{series}|{p.window_start!r}", repr(float(p.value)).encode())
+        old = f"h|{series}|{p.window_start - ChangeRule.offsets[-1] - size!r}"
+        if old in self.store:
+            del self.store[old]
+            self.writes += 1
         refs = []
         for off in ChangeRule.offsets:
             raw = self.store.get(f"h|{series}|{p.window_start - off!r}")

@@ -199,7 +199,10 @@ def replay(file: str, broker: str | None, config_path: str | None, speed: float)
 @click.option("--incident", "incidents", multiple=True,
               default=("payment_outage@60s+3m:0.6",), show_default=True)
 @click.option("--duration", default=None, help="stop after this wall time (default: Ctrl-C)")
-def demo(config_path, web_port, rate, incidents, duration) -> None:
+@click.option("--history", default="35m", show_default=True,
+              help="simulated history produced at full speed first, past the detectors' "
+                   "30-minute warm-up (0: none)")
+def demo(config_path, web_port, rate, incidents, duration, history) -> None:
     """Broker + simulator + worker + live view, in one command. Ctrl-C stops all."""
     from shoppulse.commands.demo import run_demo
     from shoppulse.streams.config import parse_duration
@@ -207,7 +210,8 @@ def demo(config_path, web_port, rate, incidents, duration) -> None:
     cfg_path = config_path or str(Path("shoppulse.yaml") if Path("shoppulse.yaml").exists()
                                   else Path(__file__).resolve().parent.parent / "shoppulse.yaml")
     run_demo(cfg_path, web_port=web_port, rate=rate, incidents=list(incidents),
-             duration=parse_duration(duration) if duration else None)
+             duration=parse_duration(duration) if duration else None,
+             history=parse_duration(history))
 
 
 @main.group()
