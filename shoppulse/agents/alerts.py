@@ -70,18 +70,23 @@ class AlertsTopicReader(Service):
             await self._reader.start()
         return self._reader
 
-    async def _read(self, partition: int, start: int) -> tuple[list[Alert], int]:
+    async def _read(self, partition: int, start: int,
+                    stall: float | None = None) -> tuple[list[Alert], int]:
+        """Records from ``start`` to the end; ``stall``: give up after that long without
+        progress (the audit may; the sent transitions must be read whole)."""
         reader = await self._consumer()
         tp = TopicPartition(self.topic, partition)
         end = (await log_end_offsets(reader, [tp]))[tp]
         out = []
-        async for rec in read_range(reader, tp, start, end, stall=None):
+        pos = start
+        async for rec in read_range(reader, tp, start, end, stall=stall):
+            pos = rec.offset + 1
             try:
                 out.append(Alert.loads(rec.value))
             except (TypeError, ValueError) as exc:
-                log.warning("%s[%d]@%d is not an Alert (%s): skipped in the audit", self.topic,
+                log.warning("%s[%d]@%d is not an Alert (%s): skipped", self.topic,
                             partition, rec.offset, exc)
-        return out, end
+        return out, pos if stall is not None else end
 
     async def sent(self, partition: int) -> dict[str, set[tuple[int, str]]]:
         """(episode, state) already on the partition, per fingerprint (latest episode)."""
@@ -100,7 +105,7 @@ class AlertsTopicReader(Service):
     async def refreshed(self) -> AlertLog:
         async with self._lock:
             for p in range(self.partitions):
-                records, end = await self._read(p, self._audit_pos[p])
+                records, end = await self._read(p, self._audit_pos[p], stall=5.0)
                 for a in records:
                     self.audit.add(a)
                 self._audit_pos[p] = end
