@@ -18,6 +18,7 @@ import faust
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from shoppulse.agents.alerts import AlertsRuntime, attach_alerts
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.detection import DetectorStage
 from shoppulse.agents.exporter import Exporter
@@ -47,6 +48,7 @@ class Runtime:
     stage: GlobalStage
     detection: DetectorStage
     notify: Any = None  # the notifiers' Dispatcher, when config has receivers
+    alerts: AlertsRuntime | None = None
 
 
 def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, Any]:
@@ -147,6 +149,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
             elif tp.topic == metrics_topic.get_topic_name():
                 detection.forget(tp.partition)
 
+    alerts = attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
     notify = attach_notify(app, config, bootstrap, exporter.registry, exporter.refetched)
     if config.playbooks.enabled:
         wire_playbooks(app, config, bootstrap, exporter.registry, exporter.refetched,
@@ -156,4 +159,4 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                              name_prefix="faust")
     exporter.rename_faust_runtime(app.monitor)
     return Runtime(app=app, config=config, plan=plan, exporter=exporter, ingest=ingest,
-                   stage=stage, detection=detection, notify=notify)
+                   stage=stage, detection=detection, notify=notify, alerts=alerts)

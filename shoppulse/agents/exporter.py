@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
 
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint
@@ -53,6 +55,16 @@ class Exporter:
         self.lag = Gauge(
             "shoppulse_consumer_lag_messages", "Input messages not yet consumed by this worker",
             ["topic", "partition"], registry=r)
+        self.alert_transitions = Counter(
+            "shoppulse_alert_transitions", "Alert lifecycle transitions written to the alerts "
+            "topic", ["rule", "state"], registry=r)
+        self.alert_inputs_invalid = Counter(
+            "shoppulse_alert_inputs_invalid", "Points or verdicts the alert stage could not "
+            "read, sent to the dead-letter topic", ["topic"], registry=r)
+        #: callables giving {(rule, severity): n} of alerts firing on this worker
+        self.alerts_firing_sources: list[Callable[[], dict[tuple[str, str], int]]] = []
+        r.register(_AlertsFiring(self.alerts_firing_sources,
+                                 [(x.name, x.severity) for x in config.rules]))
         # ``_total`` metrics are counters that grow by each closed window's count (so
         # ``increase()`` over a window is its value); all others are gauges holding the
         # value of the last closed window.
@@ -109,3 +121,27 @@ class _MillisToSeconds:
 
     def observe(self, ms: float) -> None:
         self.histogram.observe(ms / 1000.0)
+
+
+class _AlertsFiring:
+    """``shoppulse_alerts_firing{rule,severity}``, counted from the lifecycle state at
+    scrape time (so a restart or rebalance cannot leave it off by the alerts it missed)."""
+
+    def __init__(self, sources: list[Callable[[], dict[tuple[str, str], int]]],
+                 rules: list[tuple[str, str]]) -> None:
+        self.sources = sources
+        self.rules = rules
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily("shoppulse_alerts_firing", "Alerts firing on this worker",
+                              labels=["rule", "severity"])
+        counts = dict.fromkeys(self.rules, 0)
+        for source in self.sources:
+            for key, n in source().items():
+                counts[key] = counts.get(key, 0) + n
+        for (rule, severity), n in sorted(counts.items()):
+            g.add_metric([rule, severity], n)
+        yield g
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []

@@ -55,6 +55,45 @@ def config_check(file: str | None) -> None:
         click.echo(f"  metric {m.prometheus_name} ({m.kind}) by {dims}")
 
 
+# -- alerts ------------------------------------------------------------------------
+@main.command("alerts")
+@click.option("--url", default="http://127.0.0.1:6066", show_default=True,
+              help="a worker's web server")
+@click.option("--all", "show_all", is_flag=True, help="resolved alerts too")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON of GET /alerts")
+@click.argument("fingerprint", required=False)
+def alerts_cmd(url: str, show_all: bool, as_json: bool, fingerprint: str | None) -> None:
+    """Alerts now (or one alert's timeline): what fires, why, since when."""
+    from shoppulse.commands.alerts_view import show_alerts
+
+    show_alerts(url, show_all=show_all, as_json=as_json, fingerprint=fingerprint)
+
+
+@main.group()
+def rules() -> None:
+    """Check alert rules offline."""
+
+
+@rules.command("test")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def rules_test(file: str) -> None:
+    """Run FILE's fixture points and verdicts through the rules; exit 1 on a difference."""
+    from shoppulse.alerting.ruletest import run_file
+
+    try:
+        results = run_file(file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        click.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name} ({r.produced} transitions)")
+        for p in r.problems:
+            click.echo(f"       {p}")
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed or not results:
+        sys.exit(1)
+
+
 # -- worker ------------------------------------------------------------------------
 @main.command()
 @click.option("--config", "config_path", type=click.Path(), help="config file (shoppulse.yaml)")
@@ -160,7 +199,10 @@ def replay(file: str, broker: str | None, config_path: str | None, speed: float)
 @click.option("--incident", "incidents", multiple=True,
               default=("payment_outage@60s+3m:0.6",), show_default=True)
 @click.option("--duration", default=None, help="stop after this wall time (default: Ctrl-C)")
-def demo(config_path, web_port, rate, incidents, duration) -> None:
+@click.option("--history", default="35m", show_default=True,
+              help="simulated history produced at full speed first, past the detectors' "
+                   "30-minute warm-up (0: none)")
+def demo(config_path, web_port, rate, incidents, duration, history) -> None:
     """Broker + simulator + worker + live view, in one command. Ctrl-C stops all."""
     from shoppulse.commands.demo import run_demo
     from shoppulse.streams.config import parse_duration
@@ -168,7 +210,8 @@ def demo(config_path, web_port, rate, incidents, duration) -> None:
     cfg_path = config_path or str(Path("shoppulse.yaml") if Path("shoppulse.yaml").exists()
                                   else Path(__file__).resolve().parent.parent / "shoppulse.yaml")
     run_demo(cfg_path, web_port=web_port, rate=rate, incidents=list(incidents),
-             duration=parse_duration(duration) if duration else None)
+             duration=parse_duration(duration) if duration else None,
+             history=parse_duration(history))
 
 
 @main.group()

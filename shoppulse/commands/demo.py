@@ -1,8 +1,14 @@
 """``shoppulse demo``: embedded broker, simulator and worker, with a live terminal view.
 
 The worker and the simulator run as child processes (the same commands an
-operator would run by hand); the view reads nothing but the worker's /metrics,
-so what it shows is exactly what Prometheus would scrape.
+operator would run by hand); the view reads nothing but the worker's /metrics and
+/alerts, so what it shows is exactly what Prometheus would scrape and a responder
+would be told.
+
+Before going live the demo pre-warms the detectors: a first simulator produces
+``history`` of event time before now as fast as it can, so the detectors are past
+their warm-up when the live simulator (1x speed, event time from now) reaches its
+scheduled incident. The view leads with the site-wide series and the alerts.
 """
 
 from __future__ import annotations
@@ -21,7 +27,18 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from shoppulse.commands.alerts_view import alerts_table, fetch
 from shoppulse.streams.broker import EmbeddedBroker, die_with_parent
+
+#: The site-wide series an operator reads first: (label, metric name, Prometheus name).
+SITE_WIDE = [
+    ("sessions", "sessions_started_overall", "shoppulse_sessions_started_overall_total"),
+    ("bounce", "bounce_overall", "shoppulse_bounce_overall_ratio"),
+    ("conversion", "conversion_overall", "shoppulse_conversion_overall_ratio"),
+    ("orders", "orders_overall", "shoppulse_orders_overall_total"),
+    ("GMV", "gmv_overall", "shoppulse_gmv_overall"),
+    ("payment success", "payment_success_overall", "shoppulse_payment_success_overall_ratio"),
+]
 
 #: What the view shows per board: (title, metric name) of the shoppulse gauges.
 BOARD = [
@@ -31,7 +48,6 @@ BOARD = [
                 "shoppulse_payment_success_ratio", "shoppulse_cancel_ratio"]),
     ("Logistics", ["shoppulse_on_time_delivery_ratio", "shoppulse_delay_ratio",
                    "shoppulse_dispatch_latency_p50_seconds"]),
-    ("Anomalies", ["shoppulse_anomaly_score"]),
 ]
 
 
@@ -52,13 +68,53 @@ def _total(samples: dict, name: str, by: str | None = None) -> dict[str, float]:
     return agg
 
 
-def render(samples: dict, prev: dict, dt: float, url: str, started: float) -> Group:
+def _detector(samples: dict, name: str, metric: str) -> float | None:
+    """A detector gauge of the site-wide series (every dimension label empty)."""
+    for labels, value in samples.get(name, []):
+        if labels.get("metric") == metric and not any(
+                v for k, v in labels.items() if k != "metric"):
+            return value
+    return None
+
+
+def site_wide(samples: dict, prev: dict, dt: float, alerts: list[dict]) -> Table:
+    t = Table(title="Site-wide (last closed window)", expand=True)
+    for col in ("series", "value", "expected", "band", "anomaly score", "alert"):
+        t.add_column(col, justify="left" if col in ("series", "alert") else "right")
+    active = {}
+    for a in alerts:
+        if a["state"] != "resolved":
+            active.setdefault(a["labels"].get("metric"), f"{a['state']} {a['rule']}")
+    for label, metric, prom in SITE_WIDE:
+        if prom.endswith("_total"):  # a counter grows by each window: show its rate
+            now = sum(v for _, v in samples.get(prom, []))
+            before = sum(v for _, v in prev.get(prom, []))
+            value = f"{_rate((now - before) / dt)}/s" if dt > 0 and prev else "-"
+        else:
+            got = samples.get(prom)
+            value = f"{got[0][1]:,.3f}" if got else "-"
+        exp = _detector(samples, "shoppulse_expected_value", metric)
+        lo = _detector(samples, "shoppulse_expected_lower", metric)
+        hi = _detector(samples, "shoppulse_expected_upper", metric)
+        score = _detector(samples, "shoppulse_anomaly_score", metric)
+        alert = active.get(metric, "")
+        t.add_row(label, value, _fmt(exp), f"{_fmt(lo)}..{_fmt(hi)}", _fmt(score),
+                  f"[bold red]{alert}[/]" if alert.startswith("firing") else alert)
+    return t
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:,.3f}"
+
+
+def render(samples: dict, prev: dict, dt: float, url: str, started: float,
+           alerts: list[dict] | None = None, note: str = "") -> Group:
     events = _total(samples, "shoppulse_events_total", "topic")
     before = _total(prev, "shoppulse_events_total", "topic")
     invalid = _total(samples, "shoppulse_events_invalid_total", "topic")
     late = _total(samples, "shoppulse_late_events_total", "topic")
-    head = Table(title=f"shoppulse demo - metrics on {url} - up {time.time() - started:.0f}s",
-                 expand=True)
+    head = Table(title=f"shoppulse demo - metrics on {url} - up {time.time() - started:.0f}s"
+                       f"{note}", expand=True)
     for col in ("topic", "events/s", "events", "invalid", "late"):
         head.add_column(col, justify="right" if col != "topic" else "left")
     for topic in sorted(events):
@@ -72,23 +128,28 @@ def render(samples: dict, prev: dict, dt: float, url: str, started: float) -> Gr
         t.add_column("series")
         t.add_column("last window", justify="right")
         for name in names:
-            rows = sorted(samples.get(name, []), key=lambda lv: sorted(lv[0].items()))[:4]
+            rows = sorted(samples.get(name, []), key=lambda lv: sorted(lv[0].items()))[:3]
             for labels, value in rows:
                 series = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
                 t.add_row(name.removeprefix("shoppulse_"), series, f"{value:,.3f}")
         boards.append(t)
-    return Group(head, *boards)
+    alerts = alerts or []
+    return Group(head, site_wide(samples, prev, dt, alerts),
+                 alerts_table(alerts, title="Alerts (event time)", limit=8), *boards)
 
 
-def summary(samples: dict, prev: dict, dt: float) -> str:
+def summary(samples: dict, prev: dict, dt: float, alerts: list[dict] | None = None) -> str:
     events = _total(samples, "shoppulse_events_total", "topic")
     before = _total(prev, "shoppulse_events_total", "topic")
     rates = ", ".join(f"{t} {_rate((events[t] - before.get(t, 0.0)) / dt)}/s"
                       for t in sorted(events)) if dt > 0 else ""
     points = sum(_total(samples, "shoppulse_metric_points_total").values())
     anomalous = sum(_total(samples, "shoppulse_anomalous_points_total").values())
+    firing = [f"{a['rule']}({a['labels'].get('metric', '')}"
+              f"={_fmt(a.get('value'))} band {_fmt(a.get('lower'))}..{_fmt(a.get('upper'))})"
+              for a in alerts or [] if a["state"] == "firing"]
     return f"{time.strftime('%H:%M:%S')} events {rates or '-'}; points {points:,.0f}; " \
-           f"anomalous {anomalous:,.0f}"
+           f"anomalous {anomalous:,.0f}; firing: {', '.join(firing) or '-'}"
 
 
 def _rate(per_second: float) -> str:
@@ -101,7 +162,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[str],
-             duration: float | None) -> None:
+             duration: float | None, history: float = 2100.0) -> None:
     console = Console()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo like Ctrl-C does
     # Ctrl-C stops it even if a parent shell started it with SIGINT ignored (`cmd &`)
@@ -118,22 +179,43 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
                 [*cmd, "worker", "--broker", broker.url, "--config", config_path,
                  "--web-port", str(web_port)], env=env, stdout=logs, stderr=logs,
                 start_new_session=True, preexec_fn=die_with_parent))
+            live_from = time.time()  # event time of the live simulator; history before it
             sim = [*cmd, "simulate", "--broker", broker.url, "--config", config_path,
-                   "--rate", str(rate), "--speed", "1", "--duration", "30d"]
+                   "--rate", str(rate)]
+            live = [*sim, "--speed", "1", "--duration", "30d", "--start", repr(live_from)]
             for spec in incidents:
-                sim += ["--incident", spec]
-            procs.append(subprocess.Popen(sim, env=env, stdout=logs, stderr=logs,
-                                          start_new_session=True, preexec_fn=die_with_parent))
+                live += ["--incident", spec]
+            warm: subprocess.Popen[bytes] | None = None
+            if history > 0:
+                warm = subprocess.Popen(
+                    [*sim, "--speed", "0", "--seed", "11", "--duration", f"{history:g}s",
+                     "--start", repr(live_from - history)], env=env, stdout=logs,
+                    stderr=logs, start_new_session=True, preexec_fn=die_with_parent)
+                procs.append(warm)
+                console.print(f"pre-warming the detectors on {history / 60:g} min of "
+                              "simulated history at full speed ...")
+            else:
+                procs.append(subprocess.Popen(live, env=env, stdout=logs, stderr=logs,
+                                              start_new_session=True,
+                                              preexec_fn=die_with_parent))
             url = f"http://127.0.0.1:{web_port}/metrics"
-            console.print(f"worker metrics on {url}; incidents: {', '.join(incidents) or '-'}")
+            base = f"http://127.0.0.1:{web_port}"
+            console.print(f"worker metrics on {url}; alerts on {base}/alerts; incidents "
+                          f"(from the live start): {', '.join(incidents) or '-'}")
             console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
             started = time.time()
             prev: dict = {}
             t_prev = time.monotonic()
             tty = console.is_terminal
             with Live(console=console, refresh_per_second=1, screen=False,
-                      auto_refresh=tty) as live:
+                      auto_refresh=tty) as view:
                 while duration is None or time.time() - started < duration:
+                    if warm is not None and warm.poll() == 0:  # history done: go live
+                        procs.remove(warm)
+                        warm = None
+                        procs.append(subprocess.Popen(
+                            live, env=env, stdout=logs, stderr=logs, start_new_session=True,
+                            preexec_fn=die_with_parent))
                     for p in procs:
                         if p.poll() is not None:
                             raise SystemExit(f"{p.args[3]} exited with {p.returncode}; "
@@ -142,11 +224,17 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
                         raise SystemExit("the embedded broker exited; stopping")
                     with contextlib.suppress(OSError):
                         samples = scrape(url)
+                        alerts: list[dict] = []
+                        with contextlib.suppress(OSError, ValueError):
+                            alerts = fetch(base, "/alerts")["alerts"]
                         now = time.monotonic()
+                        note = " - pre-warming on simulated history" if warm else ""
                         if tty:
-                            live.update(render(samples, prev, now - t_prev, url, started))
+                            view.update(render(samples, prev, now - t_prev, url, started,
+                                               alerts, note))
                         else:  # a log, not a screen: one summary line per scrape
-                            console.print(summary(samples, prev, now - t_prev), highlight=False)
+                            console.print(summary(samples, prev, now - t_prev, alerts) + note,
+                                          highlight=False)
                         prev, t_prev = samples, now
                     time.sleep(1 if tty else 5)
         except KeyboardInterrupt:

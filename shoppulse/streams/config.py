@@ -27,6 +27,7 @@ from pydantic import (
 
 from shoppulse.streams.notifiers_config import ReceiverSpec, check_receiver_names
 from shoppulse.streams.playbooks_config import PlaybooksSpec
+from shoppulse.streams.rules_config import RuleSpec, check_rules
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
@@ -251,6 +252,7 @@ class Config(_Model):
     detectors: dict[str, Any] = Field(default_factory=dict)
     playbooks: PlaybooksSpec = PlaybooksSpec()
     notifiers: dict[str, ReceiverSpec] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(default_factory=list)
 
     _receivers = field_validator("notifiers")(check_receiver_names)
 
@@ -284,6 +286,7 @@ class Config(_Model):
             for part, comp in zip(parts, m.components(), strict=True):
                 base: tuple[Any, ...] = ("metrics", i) if part is None else ("metrics", i, part)
                 errors.extend(self._check_component(base, comp, m.dimensions))
+        errors.extend(check_rules(self))
         if errors:
             raise _ReferenceErrors(list(dict.fromkeys(errors)))  # each problem once
         return self

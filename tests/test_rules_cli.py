@@ -1,0 +1,37 @@
+"""``shoppulse rules test FILE``: fixtures in, exit code out (like ``promtool test rules``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from shoppulse.commands.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "rules_payment.yaml"
+
+
+def test_rules_test_passes_on_the_fixture():
+    res = CliRunner().invoke(main, ["rules", "test", str(FIXTURE)])
+    assert res.exit_code == 0, res.output
+    assert "2 passed, 0 failed" in res.output
+
+
+def test_rules_test_fails_on_a_difference(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FIXTURE.read_text().replace("peak: 0.2", "peak: 0.3")
+                   .replace("at: 5m", "at: 6m"))
+    res = CliRunner().invoke(main, ["rules", "test", str(bad)])
+    assert res.exit_code == 1
+    assert "peak is 0.2, expected 0.3" in res.output
+    assert "firing at 6m: missing" in res.output
+    assert "unexpected: PaymentSuccessLow firing at 300s" in res.output
+
+
+def test_rules_test_reports_a_bad_rule_with_its_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: X, kind: threshold, metric: ctr, op: '<', value: 1,"
+                   " for: 10m, flap_for: 1m}\ntests: []\n")
+    res = CliRunner().invoke(main, ["rules", "test", str(bad)])
+    assert res.exit_code == 1
+    assert "rules[0]" in res.output and "flap_for must not be shorter" in res.output
