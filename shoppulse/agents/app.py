@@ -52,7 +52,7 @@ def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, A
         "broker": f"kafka://{bootstrap}",
         "store": "memory://",
         "web_port": web_port,
-        "web_bind": "127.0.0.1",
+        "web_bind": config.web_bind,
         "web_host": "127.0.0.1",
         "topic_partitions": INTERNAL_PARTITIONS["partials"],
         "topic_replication_factor": 1,

@@ -227,6 +227,7 @@ class Config(_Model):
     app: str = "shoppulse"
     broker: str = "embedded"
     web_port: int = Field(default=6066, ge=0, le=65535)
+    web_bind: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     windows: WindowsSpec = WindowsSpec()
     sessions: SessionsSpec = SessionsSpec()
     cardinality_cap: int = Field(default=50, ge=1)
