@@ -212,17 +212,22 @@ def by_topic_rows(config: Config, topics: Iterable[str]) -> list[tuple[str, list
     return rows
 
 
-def funnel(config: Config) -> Board:
+def funnel(config: Config) -> Board | None:
+    rows = by_topic_rows(config, FUNNEL_TOPICS)
+    if not rows:
+        return None
     return Board("shoppulse-funnel", "shoppulse / Funnel",
                  "Each stage of impression -> click -> landing -> cart -> checkout -> order -> "
-                 "payment, split by channel and platform.",
-                 by_topic_rows(config, FUNNEL_TOPICS))
+                 "payment, split by channel and platform.", rows)
 
 
-def logistics(config: Config) -> Board:
+def logistics(config: Config) -> Board | None:
+    rows = by_topic_rows(config, LOGISTICS_TOPICS)
+    if not rows:
+        return None
     return Board("shoppulse-logistics", "shoppulse / Logistics",
                  "Dispatch latency, on-time delivery, delay and exception rates by carrier, "
-                 "warehouse and region.", by_topic_rows(config, LOGISTICS_TOPICS))
+                 "warehouse and region.", rows)
 
 
 def declared(config: Config) -> Board | None:
