@@ -184,9 +184,11 @@ def overview(config: Config) -> Board:
         both("payment", "Payment success", "max(shoppulse_payment_success_overall_ratio)",
              "percentunit", "Paid per payment attempt (paid + failed), all platforms.")
     if "on_time_delivery" in has:
-        both("ontime", "On-time delivery (carrier mean)", "avg(shoppulse_on_time_delivery_ratio)",
-             "percentunit", "Deliveries by their promised time, mean over carriers; the "
-                            "Logistics board splits it by carrier and region.")
+        both("ontime", "On-time delivery (carrier mean)",
+             "avg(shoppulse_on_time_delivery_ratio >= 0)", "percentunit",
+             "Deliveries by their promised time, mean over the carriers that delivered in "
+             "their last window (>= 0 drops the empty ones); the Logistics board splits it "
+             "by carrier and region.")
     alerts = [
         Panel("stat", "Firing alerts", [Query("sum(shoppulse_alerts_firing)", "firing")],
               width=3, height=4, thresholds=[(None, "green"), (1, "red")],

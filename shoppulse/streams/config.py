@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shoppulse.streams.security import KafkaSecurity
+
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
 
@@ -228,6 +230,7 @@ class Config(_Model):
     broker: str = "embedded"
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_bind: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
+    kafka: KafkaSecurity = KafkaSecurity()  # SASL / TLS of an existing cluster
     windows: WindowsSpec = WindowsSpec()
     sessions: SessionsSpec = SessionsSpec()
     cardinality_cap: int = Field(default=50, ge=1)
@@ -374,8 +377,9 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 break
-        else:
-            target[path[-1]] = yaml.safe_load(value)
+        else:  # a password stays the string it is ("0123", "yes", "a: b" are not YAML)
+            key = path[-1]
+            target[key] = value if key.endswith("password") else yaml.safe_load(value)
 
 
 def load_config(
