@@ -42,7 +42,6 @@ class Query:
     expr: str
     legend: str = ""
     instant: bool = False
-    heatmap: bool = False
 
 
 @dataclass
@@ -247,7 +246,7 @@ def anomalies(config: Config) -> Board:
     keep = ", ".join(["metric", *dims])
     top = [
         Panel("heatmap", "Anomaly scores of all series",
-              [Query("shoppulse_anomaly_score", heatmap=True)], width=12,
+              [Query("shoppulse_anomaly_score")], width=12,
               description="How many series sit at each score (0 = as expected, 1 = "
                           "certainly anomalous), over time. A bright band near 1 is an incident."),
         Panel("statushistory", "Highest score per metric",
@@ -382,8 +381,6 @@ def _target(q: Query, ref: str) -> prometheus.Dataquery:
     t = prometheus.Dataquery().expr(q.expr).ref_id(ref).datasource(DATASOURCE)
     if q.legend:
         t = t.legend_format(q.legend)
-    if q.heatmap:
-        t = t.format(PromQueryFormat.HEATMAP)
     if q.instant:
         t = t.instant().format(PromQueryFormat.TABLE)
     return t
@@ -423,7 +420,7 @@ def build_panel(p: Panel, panel_id: int) -> object:
             b = b.override_by_query("B", dashed).override_by_query("C", dotted) \
                 .override_by_query("D", dotted)
     if p.kind == "heatmap":
-        b = b.calculate(True).hide_legend()
+        b = b.calculate(True).hide_legend()  # buckets of the scores, from the plain series
     return b
 
 
