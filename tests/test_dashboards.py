@@ -5,12 +5,12 @@ declared in config gets its panels without code."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from click.testing import CliRunner
 
+from shoppulse.commands.cli import main
 from shoppulse.commands.dashboards import DATASOURCE, render
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from tests.metric_names import CONTRACT, names_in, worker_names
@@ -171,12 +171,15 @@ def test_a_declared_topic_gets_panels(tmp_path):
 
 
 def test_cli_check_reports_stale_boards(tmp_path):
-    cmd = [sys.executable, "-m", "shoppulse.commands.cli", "dashboards", "--out", str(tmp_path)]
-    assert subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
-    assert subprocess.run([*cmd, "--check"], capture_output=True, timeout=60).returncode == 0
+    cli = CliRunner()
+    args = ["dashboards", "--config", str(DEFAULT_PATH), "--out", str(tmp_path)]
+    assert cli.invoke(main, args).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in
+                                                                BOARDS.glob("*.json"))
+    assert cli.invoke(main, [*args, "--check"]).exit_code == 0
     (tmp_path / "funnel.json").write_text("{}")
-    out = subprocess.run([*cmd, "--check"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1 and "funnel.json" in out.stderr
+    out = cli.invoke(main, [*args, "--check"])
+    assert out.exit_code == 1 and "funnel.json" in out.output
 
 
 def test_provisioning_points_at_the_boards():
