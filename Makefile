@@ -1,12 +1,16 @@
-# The two commands of README.md: `make demo` and `make test` set up everything on a fresh machine.
+# The two commands of README.md: `make demo` and `make test` set up everything on a fresh machine:
+# scripts/setup-system.sh installs the Debian packages they need (or names them and stops),
+# then the virtualenv is made once (stamp) and the command runs.
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+SYSTEM  := PY=$(PY) bash scripts/setup-system.sh
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench lint venv dashboards clean
 
 $(STAMP): pyproject.toml
+	$(SYSTEM) python
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -15,9 +19,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
+	$(SYSTEM) demo
 	$(BIN)/shoppulse demo
 
 test: $(STAMP)
+	$(SYSTEM) test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
@@ -27,6 +33,9 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+dashboards: $(STAMP)
+	$(BIN)/shoppulse dashboards --out grafana/dashboards
 
 clean:
 	rm -rf $(VENV) build *.egg-info

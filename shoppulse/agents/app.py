@@ -53,11 +53,13 @@ class Runtime:
 
 def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, Any]:
     """Faust settings; rebalance and session timeouts of seconds keep group joins fast."""
+    credentials = config.kafka.faust_credentials()
     return {
+        **({"broker_credentials": credentials} if credentials is not None else {}),
         "broker": f"kafka://{bootstrap}",
         "store": "memory://",
         "web_port": web_port,
-        "web_bind": "127.0.0.1",
+        "web_bind": config.web_bind,
         "web_host": "127.0.0.1",
         "topic_partitions": INTERNAL_PARTITIONS["partials"],
         "topic_replication_factor": 1,
@@ -102,8 +104,9 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     stage = GlobalStage(plan, windows, progress, sources)
     ingest = Ingest(config, plan, bootstrap, exporter, n_dest=n_dest, loop=app.loop)
     # the agents' notes of the last offset they started live next to their state
-    partials_in = Contiguous(bootstrap, progress, exporter.refetched, loop=app.loop)
-    points_in = Contiguous(bootstrap, models, exporter.refetched, loop=app.loop)
+    kafka = config.kafka.client_options()
+    partials_in = Contiguous(bootstrap, progress, exporter.refetched, kafka, loop=app.loop)
+    points_in = Contiguous(bootstrap, models, exporter.refetched, kafka, loop=app.loop)
     app._extra_services.extend([ingest, partials_in, points_in])  # started and stopped with the app
 
     @app.agent(partials, name="combine")

@@ -50,10 +50,12 @@ class Contiguous(Service):
     """Turns a Faust event into the records it follows that Faust skipped, then itself."""
 
     def __init__(
-        self, bootstrap: str, notes: MutableMapping[str, bytes], refetched: Counter, **kwargs: Any
+        self, bootstrap: str, notes: MutableMapping[str, bytes], refetched: Counter,
+        client_options: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.bootstrap = bootstrap
+        self.client_options = client_options or {}  # SASL / TLS (streams.security)
         self.notes = notes
         self.refetched = refetched  # labelled with the topic
         self._reader: AIOKafkaConsumer | None = None
@@ -84,7 +86,8 @@ class Contiguous(Service):
         if self._reader is None:
             self._reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
                                             enable_auto_commit=False,
-                                            max_partition_fetch_bytes=16 * 1024 * 1024)
+                                            max_partition_fetch_bytes=16 * 1024 * 1024,
+                                            **self.client_options)
             await self._reader.start()
         return self._reader
 

@@ -114,7 +114,7 @@ class Ingest(Service):
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024,
-            acks=1,
+            acks=1, **self.config.kafka.client_options(),
         )
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
@@ -128,6 +128,7 @@ class Ingest(Service):
             heartbeat_interval_ms=1000,
             rebalance_timeout_ms=10000,
             max_poll_interval_ms=300000,
+            **self.config.kafka.client_options(),
         )
         await self.consumer.start()
         # may be short on the embedded broker (streams.offsets): a lower bound is enough
@@ -354,7 +355,8 @@ class Ingest(Service):
         committed = await self.consumer._coordinator.fetch_committed_offsets(fresh)
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                   auto_offset_reset="earliest",
-                                  max_partition_fetch_bytes=4 * 1024 * 1024)
+                                  max_partition_fetch_bytes=4 * 1024 * 1024,
+                                  **self.config.kafka.client_options())
         await reader.start()
         try:
             checkpoints = await self._checkpoints(reader, fresh)

@@ -42,7 +42,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             return await super()._highwaters(partitions)
         if self._reader is None:
             servers = [f"{u.host}:{u.port or 9092}" for u in self.app.conf.broker]
-            self._reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+            auth = faust_aiokafka.credentials_to_aiokafka_auth(self.app.conf.broker_credentials)
+            self._reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
+                                            **auth)
             await self._reader.start()
         return await log_end_offsets(self._reader, partitions)
 

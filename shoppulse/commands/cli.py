@@ -214,6 +214,31 @@ def demo(config_path, web_port, rate, incidents, duration, history) -> None:
              history=parse_duration(history))
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help="config file (shoppulse.yaml)")
+@click.option("--out", default="grafana/dashboards", show_default=True,
+              type=click.Path(file_okay=False), help="directory of the board JSON files")
+@click.option("--check", is_flag=True, help="only compare: exit 1 if a file differs")
+def dashboards(config_path: str | None, out: str, check: bool) -> None:
+    """Generate the Grafana boards (grafana/dashboards/*.json) from the config's metrics."""
+    from shoppulse.commands.dashboards import render
+
+    boards = render(_config(config_path))
+    directory = Path(out)
+    stale = [name for name, text in boards.items()
+             if not (directory / name).is_file() or (directory / name).read_text() != text]
+    if check:
+        if stale:
+            raise click.ClickException(f"out of date in {out}: {', '.join(stale)}; "
+                                       "run `shoppulse dashboards`")
+        click.echo(f"{len(boards)} boards in {out} up to date")
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in boards.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {len(boards)} boards to {out} ({len(stale)} changed)")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: they print figures and the baseline measured in the same run."""

@@ -29,6 +29,8 @@ from shoppulse.streams.notifiers_config import ReceiverSpec, check_receiver_name
 from shoppulse.streams.playbooks_config import PlaybooksSpec
 from shoppulse.streams.rules_config import RuleSpec, check_rules
 
+from shoppulse.streams.security import KafkaSecurity
+
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
 SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_SECRETS", "_PASSWORD")
@@ -243,6 +245,8 @@ class Config(_Model):
     app: str = "shoppulse"
     broker: str = "embedded"
     web_port: int = Field(default=6066, ge=0, le=65535)
+    web_bind: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
+    kafka: KafkaSecurity = KafkaSecurity()  # SASL / TLS of an existing cluster
     windows: WindowsSpec = WindowsSpec()
     sessions: SessionsSpec = SessionsSpec()
     cardinality_cap: int = Field(default=50, ge=1)
@@ -397,8 +401,9 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 break
-        else:
-            target[path[-1]] = yaml.safe_load(value)
+        else:  # a password stays the string it is ("0123", "yes", "a: b" are not YAML)
+            key = path[-1]
+            target[key] = value if key.endswith("password") else yaml.safe_load(value)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], yaml.Node | None]:

@@ -29,6 +29,7 @@ async def produce_async(
     speed: float = 0.0,
     progress: bool = False,
     time_field: str = "ts",
+    client_options: dict[str, Any] | None = None,
 ) -> int:
     """Send ``events`` (objects with topic, key, value) and wait for every ack.
 
@@ -36,7 +37,7 @@ async def produce_async(
     ``value`` may be a dict (encoded with orjson) or raw bytes (sent as is).
     """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, acks=1,
-                                max_request_size=8 * 1024 * 1024)
+                                max_request_size=8 * 1024 * 1024, **(client_options or {}))
     await producer.start()
     partitioner = DefaultPartitioner()
     pending: dict[tuple[str, int], Any] = {}
@@ -103,4 +104,5 @@ def produce_events(config: Config, events: Iterable[Any], *, speed: float = 0.0,
     config = ensure_topics(config, bootstrap)
     partitions = {t: spec.partitions for t, spec in config.topics.items()}
     return asyncio.run(produce_async(bootstrap, events, partitions, speed=speed,
-                                     progress=progress))
+                                     progress=progress,
+                                     client_options=config.kafka.client_options()))

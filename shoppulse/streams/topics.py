@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -23,8 +24,10 @@ INTERNAL_PARTITIONS = {"partials": 4, "metrics": 4, "anomalies": 4, "deadletter"
 COMPACTED = {"checkpoints"}
 
 
-async def _ensure(bootstrap: str, wanted: dict[str, int]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+async def _ensure(bootstrap: str, wanted: dict[str, int],
+                  client_options: dict[str, Any]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                                **client_options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -44,7 +47,7 @@ def ensure_topics(config: Config, bootstrap: str) -> Config:
     """Create missing topics; return the config with the real input partition counts."""
     wanted = {t: spec.partitions for t, spec in config.topics.items()}
     wanted |= {config.topic_name(role): n for role, n in INTERNAL_PARTITIONS.items()}
-    actual = asyncio.run(_ensure(bootstrap, wanted))
+    actual = asyncio.run(_ensure(bootstrap, wanted, config.kafka.client_options()))
     topics = {
         t: TopicSpec.model_validate(
             {**spec.model_dump(), "partitions": actual.get(t, spec.partitions)})
