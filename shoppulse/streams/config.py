@@ -28,7 +28,6 @@ from pydantic import (
 from shoppulse.streams.notifiers_config import ReceiverSpec, check_receiver_names
 from shoppulse.streams.playbooks_config import PlaybooksSpec
 from shoppulse.streams.rules_config import RuleSpec, check_rules
-
 from shoppulse.streams.security import KafkaSecurity
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
