@@ -44,6 +44,7 @@ class AlertEngine:
                  kinds: set[str] | None = None, partitions: int = 4,
                  on_transition: Listener | None = None) -> None:
         self.rules = RuleSet(config, kinds)
+        self.drill = config.drill
         self.store = store
         self.partitions = partitions
         self.on_transition = on_transition
@@ -112,6 +113,8 @@ class AlertEngine:
               partition: int) -> list[Alert]:
         if sample.cond is None:
             return []
+        if self.drill:  # a drill's alerts say so, and only drill receivers take them
+            labels = {**labels, "drill": "true"}
         fp = fingerprint(rule.name, labels)
         key = f"s|{fp}"
         raw = self.store.get(key)

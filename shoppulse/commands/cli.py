@@ -184,11 +184,23 @@ def _simulator(seed: int, rate: float, start: float | None, incidents: tuple[str
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--speed", default=0.0, show_default=True,
               help="event time runs N x wall clock; 0 = as fast as possible")
-def replay(file: str, broker: str | None, config_path: str | None, speed: float) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="backtest in this process: detectors, rules and playbooks, no outbound call")
+@click.option("--json", "as_json", is_flag=True, help="with --dry-run: one JSON object")
+def replay(file: str, broker: str | None, config_path: str | None, speed: float,
+           dry_run: bool, as_json: bool) -> None:
     """Feed recorded events (JSON lines from simulate --out) through the pipeline."""
     from shoppulse.streams.simulator import read_jsonl
 
-    _produce(_config(config_path, broker), read_jsonl(file), speed)
+    if not dry_run:
+        _produce(_config(config_path, broker), read_jsonl(file), speed)
+        return
+    import json
+
+    from shoppulse.commands.backtest import backtest, report_lines
+
+    result = backtest(_config(config_path), read_jsonl(file))
+    click.echo(json.dumps(result, indent=2) if as_json else "\n".join(report_lines(result)))
 
 
 # -- demo and bench ----------------------------------------------------------------

@@ -172,9 +172,21 @@ class Watcher:
             await consumer.stop()
 
 
+def caught_up(port: int) -> bool:
+    """The worker has consumed everything produced (its lag gauge reads 0)."""
+    from shoppulse.commands.bench import _scrape, _sum
+
+    try:
+        text = _scrape(port)
+    except OSError:
+        return False
+    return "shoppulse_consumer_lag_messages" in text and _sum(
+        text, "shoppulse_consumer_lag_messages") == 0
+
+
 def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0,
                slot: float = 1500.0, duration: float = 600.0, timeout: float = 600.0,
-               grace: float = 90.0, live_actions: bool = False,
+               grace: float = 60.0, live_actions: bool = False,
                config_path: str | None = None,
                say: Any = print) -> dict[str, Any]:
     """The whole drill; returns ``{"drills": {SCENARIO: report}}``."""
@@ -185,6 +197,7 @@ def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0
     port = free_port()
     env = {**os.environ, "SHOPPULSE_APP": app, "SHOPPULSE_DRILL": "true",
            "SHOPPULSE_API_TOKEN": token,
+           "SHOPPULSE_NOTIFIERS__DRILL": '{type: stdout, match: {drill: "true"}}',
            "SHOPPULSE_PLAYBOOKS__DRY_RUN": "false" if live_actions else "true"}
     cmd = [sys.executable, "-m", "shoppulse.commands.cli"]
     config = str(config_path or DEFAULT_PATH)
@@ -214,7 +227,8 @@ def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0
                 task = asyncio.ensure_future(watcher.watch(done))
                 deadline = time.monotonic() + timeout
                 while not task.done() and time.monotonic() < deadline:
-                    if procs[1].poll() is not None:  # all history produced: a last grace
+                    if procs[1].poll() is not None and caught_up(port):
+                        # every event produced and consumed: a last grace for the stages
                         deadline = min(deadline, time.monotonic() + grace)
                     if procs[0].poll() is not None:
                         done.set()

@@ -256,6 +256,9 @@ class Config(_Model):
     playbooks: PlaybooksSpec = PlaybooksSpec()
     notifiers: dict[str, ReceiverSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
+    drill: bool = False
+    """This stack runs drills: alerts carry ``drill="true"`` and reach only receivers that
+    match ``drill: "true"``."""
 
     _receivers = field_validator("notifiers")(check_receiver_names)
 

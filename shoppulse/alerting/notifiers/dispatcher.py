@@ -110,6 +110,8 @@ class Receiver:
         if alert.rule == NOTIFIER_DOWN and alert.labels.get("receiver") == self.name:
             return False  # a receiver cannot be told that it is down
         labels = alert_labels(alert)
+        if labels.get("drill") == "true" and self.spec.match.get("drill") != "true":
+            return False  # drill alerts never reach a production receiver
         for key, want in self.spec.match.items():
             allowed = [want] if isinstance(want, str) else want
             if labels.get(key) not in allowed:
