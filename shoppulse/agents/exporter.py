@@ -51,8 +51,16 @@ class Exporter:
             "Wall-clock time from a window's end + grace to its emission",
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300), registry=r)
         self.lag = Gauge(
-            "shoppulse_consumer_lag_messages", "Input messages not yet consumed by this worker",
+            "shoppulse_consumer_lag_messages",
+            "Input messages not yet consumed by this worker (absent while the broker is lost)",
             ["topic", "partition"], registry=r)
+        # computed at scrape time by the ingest (set_function), so never stale
+        self.broker_up = Gauge(
+            "shoppulse_broker_up", "1 while the broker answers this worker's fetches, else 0",
+            registry=r)
+        self.broker_fetch_age = Gauge(
+            "shoppulse_broker_last_fetch_age_seconds",
+            "Seconds since the broker last answered a fetch of this worker", registry=r)
         # ``_total`` metrics are counters that grow by each closed window's count (so
         # ``increase()`` over a window is its value); all others are gauges holding the
         # value of the last closed window.
