@@ -125,6 +125,7 @@ class Ingest(Service):
         self.broker_lost_at: float | None = None
         exporter.broker_up.set_function(lambda: float(self.fetch_age() <= BROKER_TIMEOUT))
         exporter.broker_fetch_age.set_function(self.fetch_age)
+        exporter.lag_source = self.lag
 
     # -- lifecycle ----------------------------------------------------------------
     async def on_start(self) -> None:
@@ -209,7 +210,6 @@ class Ingest(Service):
         # acks, checkpoints and the offset commit of this round complete in the
         # background while the next round is processed (at most two in flight)
         await self.acks.put((futures, self._checkpoint_state()))
-        self._report_lag()
 
     def _segments(self, st: PartitionState, records: Sequence[Any]):
         """Cut a resumed batch where destinations already have events, so none straddles."""
@@ -371,22 +371,22 @@ class Ingest(Service):
         for *_, inv in batch.invalid:
             ex.invalid.labels(topic, inv.reason).inc()
 
-    def _report_lag(self) -> None:
-        """Lag from the last high watermark; no series while that is stale (broker lost)."""
-        assert self.consumer is not None
+    def lag(self) -> list[tuple[str, int, float]]:
+        """Lag per partition from its last high watermark, for those answered lately."""
+        consumer = self.consumer
+        if consumer is None:
+            return []
         now = time.time()
+        out = []
         for tp, st in list(self.parts.items()):
-            labels = (tp.topic, str(tp.partition))
             try:
-                high = self.consumer.highwater(tp)
-                ms = self.consumer.last_poll_timestamp(tp)
+                high = consumer.highwater(tp)
+                ms = consumer.last_poll_timestamp(tp)
             except Exception:  # unassigned while a rebalance runs
                 continue
             if high is not None and ms is not None and now - ms / 1000 <= BROKER_TIMEOUT:
-                self.exporter.lag.labels(*labels).set(max(0, high - st.next_offset))
-            else:
-                with contextlib.suppress(KeyError):
-                    self.exporter.lag.remove(*labels)
+                out.append((tp.topic, tp.partition, float(max(0, high - st.next_offset))))
+        return out
 
     # -- broker health ------------------------------------------------------------
     def fetch_age(self) -> float:
@@ -411,7 +411,7 @@ class Ingest(Service):
 
     @Service.timer(0.5)
     async def _watch_broker(self) -> None:
-        """One log line when the broker is lost and one when it is back; lag kept honest."""
+        """One log line when the broker is lost and one when it is back."""
         age = self.fetch_age()
         if age > BROKER_TIMEOUT and self.broker_lost_at is None:
             self.broker_lost_at = self.last_answer
@@ -421,7 +421,6 @@ class Ingest(Service):
             log.warning("ingest: broker back after %.1f s without fetch answers",
                         self.last_answer - self.broker_lost_at)
             self.broker_lost_at = None
-        self._report_lag()
 
     # -- rebalancing --------------------------------------------------------------
     async def assign(self, assigned: set[TopicPartition]) -> None:
