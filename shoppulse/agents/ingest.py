@@ -54,6 +54,10 @@ HEARTBEAT_SECONDS = 5.0  # unchanged watermarks are repeated this often
 #: empty fetch within ``fetch_max_wait_ms``, 0.5 s). Also the longest pause between
 #: answers that still counts as one quiet run of a partition.
 BROKER_TIMEOUT = 3.0
+#: How long a partials message may wait for the broker (aiokafka's default, 40 s,
+#: would drop the sends pending when a longer stall began). Past it the worker
+#: stops rather than go on without them: a restart resumes from the checkpoint.
+SEND_TIMEOUT_MS = 300_000
 
 
 @dataclass
@@ -131,7 +135,7 @@ class Ingest(Service):
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024,
-            acks=1,
+            acks=1, request_timeout_ms=SEND_TIMEOUT_MS,
         )
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
@@ -329,6 +333,10 @@ class Ingest(Service):
             futures, checkpoints = await self.acks.get()
             try:
                 await self._commit(futures, checkpoints)
+            except LostSendError:
+                log.error("ingest: partials not acknowledged within %d s: stopping, a restart "
+                          "resumes from the last checkpoint", SEND_TIMEOUT_MS // 1000)
+                raise
             except Exception as exc:  # not committing only means more replay after a crash
                 log.warning("ingest commit failed: %s", exc)
             finally:
@@ -336,7 +344,11 @@ class Ingest(Service):
 
     async def _commit(self, futures: list[Any], checkpoints: dict[TopicPartition, Any]) -> None:
         assert self.consumer is not None and self.producer is not None
-        for meta in await asyncio.gather(*futures):
+        try:
+            metas = await asyncio.gather(*futures)
+        except Exception as exc:  # the round's events are consumed but not delivered
+            raise LostSendError(str(exc)) from exc
+        for meta in metas:
             if meta.topic == self.partials_topic:
                 self.dest_end[meta.partition] = max(self.dest_end[meta.partition], meta.offset + 1)
         if not checkpoints:
@@ -526,6 +538,10 @@ class Ingest(Service):
             await self.acks.join()  # checkpoints are current before another worker restores
             for tp in revoked:
                 self.parts.pop(tp, None)
+
+
+class LostSendError(Exception):
+    """A partials or dead-letter send failed: going on would lose its events."""
 
 
 class _Listener(ConsumerRebalanceListener):
