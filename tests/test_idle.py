@@ -180,3 +180,20 @@ def test_late_after_all_idle_on_broker(kafka, app_name, workers, tmp_path):
     assert _late_total(w.metrics_url) == 20.0, "late events are counted once each"
     after = _points(kafka.bootstrap, metrics_topic)
     assert after == before, {k: v for k, v in after.items() if before.get(k) != v}
+
+
+def test_late_counted_once_across_window_sizes(tmp_path):
+    path = small_windows(tmp_path)
+    text = path.read_text()
+    line = "{name: impressions, kind: count, topic: clicks,"
+    assert line in text
+    path.write_text(text.replace(line, line + " window: 30s,", 1))
+    pipe = InProcess(path)
+    pipe.round(clicks("impression", 20, 0), idle=False)
+    pipe.round([], idle=True)
+    assert pipe.series("impressions") == [20.0]  # the 30 s window also starts at START
+    assert pipe.series("ctr") == [0.0]  # 10 s window: 0 clicks of 20 impressions
+    pipe.round(clicks("impression", 10, 200), idle=False)
+    pipe.round([], idle=True)
+    assert pipe.late == {"clicks": 10}, "late for both window sizes, counted once"
+    assert pipe.series("impressions") == [20.0]
