@@ -28,7 +28,7 @@ from tests.test_pipeline import assert_equal_to_oracle, collect
 pytestmark = pytest.mark.broker
 START = 1_767_261_600.0
 IDLE = "3s"
-STALL_SECONDS = 10.0  # > idle_timeout and > the worker's broker timeout
+STALL_SECONDS = 14.0  # > idle_timeout and > the worker's broker timeout (10 s)
 
 
 def small_windows(tmp_path: Path) -> Path:

@@ -16,7 +16,7 @@ can straddle the combiner's offset guard.
 
 A partition is *idle* only when the broker has answered fetches of it for
 ``idle_timeout`` without anything new (each answer at the high watermark, with
-no gap longer than :data:`BROKER_TIMEOUT` between answers): a stalled or lost
+no gap longer than :data:`ANSWER_GAP` between answers): a stalled or lost
 broker answers nothing, so it never makes a partition idle. The same answers
 drive ``shoppulse_broker_up`` and ``shoppulse_broker_last_fetch_age_seconds``.
 """
@@ -50,10 +50,13 @@ from shoppulse.streams.schemas import compile_topic
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0  # unchanged watermarks are repeated this often
-#: No fetch answer for this long: the broker is lost (a healthy broker answers an
-#: empty fetch within ``fetch_max_wait_ms``, 0.5 s). Also the longest pause between
-#: answers that still counts as one quiet run of a partition.
-BROKER_TIMEOUT = 3.0
+#: The longest pause between fetch answers that still counts as one quiet run of a
+#: partition (a healthy broker answers an empty fetch within ``fetch_max_wait_ms``,
+#: 0.5 s): a longer one, an outage or a stalled worker, starts the run again.
+ANSWER_GAP = 3.0
+#: No fetch answer and no fetched records taken for this long: the broker is lost.
+#: Longer than ANSWER_GAP, so a worker that is only busy does not report an outage.
+BROKER_TIMEOUT = 10.0
 #: How long a partials message may wait for the broker (aiokafka's default, 40 s,
 #: would drop the sends pending when a longer stall began). Past it the worker
 #: stops rather than go on without them: a restart resumes from the checkpoint.
@@ -125,7 +128,7 @@ class Ingest(Service):
         self.dest_end = [0] * n_dest  # partials offsets known to follow our sends
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.last_answer = time.time()  # the broker's last fetch answer (any partition)
+        self.last_answer = time.time()  # last fetch answer, or fetched records taken
         self.broker_lost_at: float | None = None
         exporter.broker_up.set_function(lambda: float(self.fetch_age() <= BROKER_TIMEOUT))
         exporter.broker_fetch_age.set_function(self.fetch_age)
@@ -163,8 +166,9 @@ class Ingest(Service):
         with contextlib.suppress(Exception):  # a clean stop leaves checkpoints current
             await asyncio.wait_for(self.acks.join(), 10)
         for client in (self.consumer, self.producer):
-            if client is not None:
-                await client.stop()
+            if client is not None:  # with the broker gone a flush would wait SEND_TIMEOUT_MS:
+                with contextlib.suppress(asyncio.TimeoutError):  # unsent rounds are replayed
+                    await asyncio.wait_for(client.stop(), 10)
 
     @Service.task
     async def _consume(self) -> None:
@@ -172,6 +176,8 @@ class Ingest(Service):
         while not self.should_stop:
             try:
                 data = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                if data:  # fetched records: the broker is not what holds us up
+                    self.last_answer = time.time()
             except Exception as exc:  # broker hiccup: keep going, never crash the worker
                 log.warning("ingest fetch failed: %s", exc)
                 await asyncio.sleep(0.5)
@@ -282,7 +288,7 @@ class Ingest(Service):
         if ms is None or ms / 1000 == st.answered:
             return
         at = ms / 1000
-        if at - st.answered > BROKER_TIMEOUT:
+        if at - st.answered > ANSWER_GAP:
             st.quiet_since = None  # answers were interrupted: what came meanwhile is unknown
         st.answered = at
         high = self.consumer.highwater(tp)  # as of that answer
@@ -384,25 +390,27 @@ class Ingest(Service):
             ex.invalid.labels(topic, inv.reason).inc()
 
     def lag(self) -> list[tuple[str, int, float]]:
-        """Lag per partition from its last high watermark, for those answered lately."""
+        """Lag per partition from its last high watermark; none while the broker is lost."""
         consumer = self.consumer
-        if consumer is None:
-            return []
-        now = time.time()
+        if consumer is None or self.fetch_age() > BROKER_TIMEOUT:
+            return []  # a stale high watermark would read as a lag of 0
         out = []
         for tp, st in list(self.parts.items()):
             try:
                 high = consumer.highwater(tp)
-                ms = consumer.last_poll_timestamp(tp)
             except Exception:  # unassigned while a rebalance runs
                 continue
-            if high is not None and ms is not None and now - ms / 1000 <= BROKER_TIMEOUT:
+            if high is not None:
                 out.append((tp.topic, tp.partition, float(max(0, high - st.next_offset))))
         return out
 
     # -- broker health ------------------------------------------------------------
     def fetch_age(self) -> float:
-        """Seconds since the broker last answered a fetch of any assigned partition."""
+        """Seconds since the broker last answered a fetch of any assigned partition.
+
+        Taking fetched records counts too: while a busy worker works through its
+        buffer, the consumer sends no fetches, and the broker is not to blame.
+        """
         now = time.time()
         consumer = self.consumer
         if consumer is None:
