@@ -133,10 +133,13 @@ class GlobalStage:
             if parts:
                 result.replayed += 1
             return REPLAYED
-        val["applied"][src] = sec["last"]  # a replay of a late section is not counted twice
         if val.get("emitted"):
+            val["applied"][src] = sec["last"]  # a replay of a late section is not counted twice
             self.windows[wkey] = orjson.dumps(val)
             return LATE
+        if not parts and raw is not None:
+            return APPLIED  # a window known here already, with nothing of this section
+        val["applied"][src] = sec["last"]
         series = val["series"]
         ops_of = self.plan.ops
         for name, labels, _start, acc in parts:
