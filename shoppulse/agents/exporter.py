@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint
@@ -52,9 +53,17 @@ class Exporter:
             "shoppulse_window_close_delay_seconds",
             "Wall-clock time from a window's end + grace to its emission",
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300), registry=r)
-        self.lag = Gauge(
-            "shoppulse_consumer_lag_messages", "Input messages not yet consumed by this worker",
-            ["topic", "partition"], registry=r)
+        #: ``(topic, partition, lag)`` of partitions whose high watermark is fresh; read
+        #: at scrape time, so a lag that went stale in an outage is absent, not 0
+        self.lag_source: Callable[[], Iterable[tuple[str, int, float]]] = tuple
+        r.register(_LagCollector(self))
+        # computed at scrape time by the ingest (set_function), so never stale
+        self.broker_up = Gauge(
+            "shoppulse_broker_up", "1 while the broker answers this worker's fetches, else 0",
+            registry=r)
+        self.broker_fetch_age = Gauge(
+            "shoppulse_broker_last_fetch_age_seconds",
+            "Seconds since the broker last answered a fetch of this worker", registry=r)
         self.alert_transitions = Counter(
             "shoppulse_alert_transitions", "Alert lifecycle transitions written to the alerts "
             "topic", ["rule", "state"], registry=r)
@@ -113,6 +122,22 @@ class Exporter:
             if labels:
                 with contextlib.suppress(KeyError):
                     self.gauges[metric].remove(*labels)
+
+
+class _LagCollector(Collector):
+    """``shoppulse_consumer_lag_messages{topic,partition}`` from the exporter's lag source."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "shoppulse_consumer_lag_messages",
+            "Input messages not yet consumed by this worker (absent while the broker is lost)",
+            labels=["topic", "partition"])
+        for topic, partition, lag in self.exporter.lag_source():
+            family.add_metric([topic, str(partition)], lag)
+        yield family
 
 
 class _MillisToSeconds:

@@ -8,10 +8,18 @@ tests and benchmarks), for one *destination* partition of the partials topic:
   Series and guard live in one value, so one changelog record carries both:
   a replayed section whose last offset is not above the guard is dropped.
 * ``progress[f"{dest}|wm"]`` holds each source partition's watermark and
-  whether it is idle.
+  whether it is idle; ``progress[f"{dest}|closed"]`` the largest finite
+  watermark windows were closed at (the *close frontier*).
 
 A window closes when every source partition that is not idle has a watermark
-at or past ``end + grace`` (all idle: everything closes). Emission is
+at or past ``end + grace`` (all idle: everything closes). Every section names
+the windows its events fed (``w``), also to destinations that got no series of
+them, so all destinations know the same windows and close the same ones. An
+emitted window stays as a tombstone until the frontier is ``RETAIN_WINDOWS``
+sizes past it (the frontier never moves while all sources are idle, so late
+data after an all-idle close meets the tombstone); a partial for an emitted
+window, or for one that old, is late: it is dropped and its events are counted
+once, at the destination the ingest marked ``tally``. Emission is
 send-then-mark, so a crash in between re-emits identical points; consumers
 key points by (series, window).
 """
@@ -29,16 +37,20 @@ from shoppulse.agents.plan import DISTINCT, SCALE, SUM, VALUES, Plan
 from shoppulse.streams.records import MetricPoint
 
 SEP = "\x1f"
-#: Emitted windows are remembered this many window sizes, to count partials
-#: that arrive after the close (from partitions that were idle) as late.
+#: Emitted windows are remembered this many window sizes behind the close
+#: frontier, to count partials that arrive after the close as late; older ones
+#: are late by the frontier alone.
 RETAIN_WINDOWS = 10
+
+
+APPLIED, REPLAYED, LATE = range(3)
 
 
 @dataclass
 class ApplyResult:
     applied: int = 0  # sections merged into some window
     replayed: int = 0  # window sections dropped by the offset guard
-    late_after_close: int = 0  # events in partials for windows already emitted
+    late_after_close: int = 0  # events whose window was already closed (tally sections)
     late_topics: dict[str, int] | None = None
 
 
@@ -64,38 +76,70 @@ class GlobalStage:
         result = ApplyResult(late_topics={})
         pkey = f"{dest}|wm"
         prog = orjson.loads(self.progress[pkey]) if pkey in self.progress else {}
+        frontier = self.frontier(dest)
         for sec in message["sources"]:
             src = f"{sec['topic']}:{sec['partition']}"
             old = prog.get(src)
             marks = [w for w in (sec["wm"], old[0] if old else None) if w is not None]
             prog[src] = [max(marks) if marks else None, bool(sec.get("idle"))]
-            if sec["last"] < 0 or not sec["parts"]:
+            if sec["last"] < 0:
                 continue
             by_window: dict[str, list[list[Any]]] = {}
+            for windows, _events in sec.get("w", ()):
+                for size, start in windows:  # fed elsewhere maybe: known here too
+                    by_window.setdefault(f"{dest}|{float(size)!r}|{float(start)!r}", [])
             for part in sec["parts"]:
                 mi = self.by_name.get(part[0])
                 if mi is None:
                     continue  # metric removed from config since the partial was sent
                 size = self.win_of[mi]
-                by_window.setdefault(f"{dest}|{size!r}|{part[2]!r}", []).append(part)
-            for wkey, parts in by_window.items():
-                self._merge(wkey, src, sec, parts, result)
+                by_window.setdefault(f"{dest}|{size!r}|{float(part[2])!r}", []).append(part)
+            outcome = {wkey: self._merge(wkey, src, sec, parts, frontier, result)
+                       for wkey, parts in by_window.items()}
+            if sec.get("tally"):
+                self._tally(dest, sec, outcome, result)
         self.progress[pkey] = orjson.dumps(prog)
         return result
 
-    def _merge(
-        self, wkey: str, src: str, sec: dict[str, Any], parts: list[list[Any]], result: ApplyResult
+    def _tally(
+        self, dest: int, sec: dict[str, Any], outcome: dict[str, int], result: ApplyResult
     ) -> None:
-        raw = self.windows.get(wkey)
-        val = orjson.loads(raw) if raw is not None else {"applied": {}, "series": {}}
-        if sec["last"] <= val["applied"].get(src, -1):  # before the close: a replay is not late
-            result.replayed += 1
-            return
-        if val.get("emitted"):
-            late = sum(p[3][-1] for p in parts)
+        """Count, once, the events of a section that reached a closed window."""
+        late = 0
+        for windows, events in sec.get("w", ()):
+            states = [outcome.get(f"{dest}|{float(size)!r}|{float(start)!r}")
+                      for size, start in windows]
+            if LATE in states and REPLAYED not in states:
+                late += events
+        if late:
             result.late_after_close += late
-            result.late_topics[sec["topic"]] = result.late_topics.get(sec["topic"], 0) + late
-            return
+            topics = result.late_topics
+            assert topics is not None
+            topics[sec["topic"]] = topics.get(sec["topic"], 0) + late
+
+    def _merge(
+        self, wkey: str, src: str, sec: dict[str, Any], parts: list[list[Any]],
+        frontier: float, result: ApplyResult,
+    ) -> int:
+        raw = self.windows.get(wkey)
+        if raw is None:
+            _, size_s, start_s = wkey.split("|")
+            if self._forgotten(float(size_s), float(start_s), frontier):
+                return LATE  # emitted so long ago that its tombstone is gone
+            val: dict[str, Any] = {"applied": {}, "series": {}}
+        else:
+            val = orjson.loads(raw)
+        if sec["last"] <= val["applied"].get(src, -1):  # before the close: a replay is not late
+            if parts:
+                result.replayed += 1
+            return REPLAYED
+        if val.get("emitted"):
+            val["applied"][src] = sec["last"]  # a replay of a late section is not counted twice
+            self.windows[wkey] = orjson.dumps(val)
+            return LATE
+        if not parts and raw is not None:
+            return APPLIED  # a window known here already, with nothing of this section
+        val["applied"][src] = sec["last"]
         series = val["series"]
         ops_of = self.plan.ops
         for name, labels, _start, acc in parts:
@@ -113,9 +157,19 @@ class GlobalStage:
                 else:
                     cur[i] += acc[i]
             cur[-1] += acc[-1]
-        val["applied"][src] = sec["last"]
         self.windows[wkey] = orjson.dumps(val)
-        result.applied += 1
+        if parts:
+            result.applied += 1
+        return APPLIED
+
+    def _forgotten(self, size: float, start: float, frontier: float) -> bool:
+        """An emitted window's tombstone is dropped this far behind the close frontier."""
+        return start + size * (1 + RETAIN_WINDOWS) + self.plan.grace <= frontier
+
+    def frontier(self, dest: int) -> float:
+        """The largest finite watermark windows of ``dest`` were closed at."""
+        raw = self.progress.get(f"{dest}|closed")
+        return -math.inf if raw is None else orjson.loads(raw)
 
     # -- closing ------------------------------------------------------------------
     def watermark(self, dest: int) -> float:
@@ -135,6 +189,10 @@ class GlobalStage:
         """Windows of ``dest`` that can close now, with their points (not yet marked)."""
         wm = self.watermark(dest)
         grace = self.plan.grace
+        frontier = self.frontier(dest)
+        if math.isfinite(wm) and wm > frontier:  # all idle (+inf) does not move it
+            frontier = wm
+            self.progress[f"{dest}|closed"] = orjson.dumps(wm)
         prefix = f"{dest}|"
         out = []
         for wkey in sorted(k for k in list(self.windows.keys()) if k.startswith(prefix)):
@@ -144,7 +202,7 @@ class GlobalStage:
                 continue
             val = orjson.loads(self.windows[wkey])
             if val.get("emitted"):
-                if start + size * (1 + RETAIN_WINDOWS) + grace <= wm:
+                if self._forgotten(size, start, frontier):
                     del self.windows[wkey]
                 continue
             out.append((wkey, self.points(start, size, val["series"])))

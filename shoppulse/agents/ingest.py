@@ -13,6 +13,12 @@ offset-commit metadata because the embedded broker drops that metadata.) On
 assignment the partition resumes from its latest checkpoint, and events already
 sent past it are not sent again to the destinations that have them, so no batch
 can straddle the combiner's offset guard.
+
+A partition is *idle* only when the broker has answered fetches of it for
+``idle_timeout`` without anything new (each answer at the high watermark, with
+no gap longer than :data:`ANSWER_GAP` between answers): a stalled or lost
+broker answers nothing, so it never makes a partition idle. The same answers
+drive ``shoppulse_broker_up`` and ``shoppulse_broker_last_fetch_age_seconds``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,17 @@ from shoppulse.streams.schemas import compile_topic
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0  # unchanged watermarks are repeated this often
+#: The longest pause between fetch answers that still counts as one quiet run of a
+#: partition (a healthy broker answers an empty fetch within ``fetch_max_wait_ms``,
+#: 0.5 s): a longer one, an outage or a stalled worker, starts the run again.
+ANSWER_GAP = 3.0
+#: No fetch answer and no fetched records taken for this long: the broker is lost.
+#: Longer than ANSWER_GAP, so a worker that is only busy does not report an outage.
+BROKER_TIMEOUT = 10.0
+#: How long a partials message may wait for the broker (aiokafka's default, 40 s,
+#: would drop the sends pending when a longer stall began). Past it the worker
+#: stops rather than go on without them: a restart resumes from the checkpoint.
+SEND_TIMEOUT_MS = 300_000
 
 
 @dataclass
@@ -54,6 +71,8 @@ class PartitionState:
     checkpoints: collections.deque[tuple[int, float]] = field(default_factory=collections.deque)
     skip: dict[int, int] = field(default_factory=dict)  # dest -> last offset it already has
     idle: bool = False
+    answered: float = 0.0  # wall time of the last fetch answer seen for the partition
+    quiet_since: float | None = None  # first answer of the current run with nothing new
     reported_wm: float | None = None
     reported_idle: bool | None = None
     last_report: float = 0.0
@@ -109,12 +128,17 @@ class Ingest(Service):
         self.dest_end = [0] * n_dest  # partials offsets known to follow our sends
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.last_answer = time.time()  # last fetch answer, or fetched records taken
+        self.broker_lost_at: float | None = None
+        exporter.broker_up.set_function(lambda: float(self.fetch_age() <= BROKER_TIMEOUT))
+        exporter.broker_fetch_age.set_function(self.fetch_age)
+        exporter.lag_source = self.lag
 
     # -- lifecycle ----------------------------------------------------------------
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024,
-            acks=1, **self.config.kafka.client_options(),
+            acks=1, request_timeout_ms=SEND_TIMEOUT_MS, **self.config.kafka.client_options(),
         )
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
@@ -143,8 +167,9 @@ class Ingest(Service):
         with contextlib.suppress(Exception):  # a clean stop leaves checkpoints current
             await asyncio.wait_for(self.acks.join(), 10)
         for client in (self.consumer, self.producer):
-            if client is not None:
-                await client.stop()
+            if client is not None:  # with the broker gone a flush would wait SEND_TIMEOUT_MS:
+                with contextlib.suppress(asyncio.TimeoutError):  # unsent rounds are replayed
+                    await asyncio.wait_for(client.stop(), 10)
 
     @Service.task
     async def _consume(self) -> None:
@@ -152,6 +177,8 @@ class Ingest(Service):
         while not self.should_stop:
             try:
                 data = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                if data:  # fetched records: the broker is not what holds us up
+                    self.last_answer = time.time()
             except Exception as exc:  # broker hiccup: keep going, never crash the worker
                 log.warning("ingest fetch failed: %s", exc)
                 await asyncio.sleep(0.5)
@@ -181,6 +208,7 @@ class Ingest(Service):
                     continue
             st.checkpoints.append((records[0].offset, st.agg.wm))
             st.last_data = now
+            st.quiet_since = None
             for seg, allowed in self._segments(st, records):
                 batch = st.agg.process(seg)
                 self._count(tp.topic, batch)
@@ -193,7 +221,6 @@ class Ingest(Service):
         # acks, checkpoints and the offset commit of this round complete in the
         # background while the next round is processed (at most two in flight)
         await self.acks.put((futures, self._checkpoint_state()))
-        self._report_lag()
 
     def _segments(self, st: PartitionState, records: Sequence[Any]):
         """Cut a resumed batch where destinations already have events, so none straddles."""
@@ -225,12 +252,14 @@ class Ingest(Service):
     ) -> None:
         per_dest = split_by_dest(batch.parts, self.plan, self.n_dest)
         wm = st.agg.wm
+        fed = window_spans(batch, st.agg.windows)
         for d in range(self.n_dest):
             if allowed is not None and d not in allowed:
                 continue
             sections[d].append({
                 "topic": tp.topic, "partition": tp.partition, "first": batch.first,
                 "last": batch.last, "wm": wm_json(wm), "idle": False, "parts": per_dest[d],
+                "w": fed, "tally": d == tally_dest(tp.partition, self.n_dest),
             })
         st.idle = False
         st.reported_wm, st.reported_idle, st.last_report = wm, False, st.last_data
@@ -240,11 +269,10 @@ class Ingest(Service):
         assert self.consumer is not None
         idle_after = self.config.windows.idle_timeout
         for tp, st in self.parts.items():
+            self._note_answer(tp, st)
             if st.last_report == now:  # it had records this round: _route reported it
                 continue
-            high = self.consumer.highwater(tp)  # None until a fetch answered for tp
-            caught_up = high is not None and st.next_offset >= high
-            st.idle = caught_up and now - st.last_data >= idle_after
+            st.idle = st.quiet_since is not None and st.answered - st.quiet_since >= idle_after
             changed = st.idle != st.reported_idle or st.agg.wm != st.reported_wm
             if not changed and now - st.last_report < HEARTBEAT_SECONDS:
                 continue
@@ -253,6 +281,23 @@ class Ingest(Service):
                                     "last": -1, "wm": wm_json(st.agg.wm), "idle": st.idle,
                                     "parts": []})
             st.reported_wm, st.reported_idle, st.last_report = st.agg.wm, st.idle, now
+
+    def _note_answer(self, tp: TopicPartition, st: PartitionState) -> None:
+        """Follow the broker's fetch answers for ``tp``: is it caught up, since when?"""
+        assert self.consumer is not None
+        ms = self.consumer.last_poll_timestamp(tp)  # None until a fetch answered for tp
+        if ms is None or ms / 1000 == st.answered:
+            return
+        at = ms / 1000
+        if at - st.answered > ANSWER_GAP:
+            st.quiet_since = None  # answers were interrupted: what came meanwhile is unknown
+        st.answered = at
+        high = self.consumer.highwater(tp)  # as of that answer
+        if high is not None and st.next_offset >= high:
+            if st.quiet_since is None:
+                st.quiet_since = at
+        else:
+            st.quiet_since = None
 
     async def _send(self, sections: list[list[dict[str, Any]]], dead: list[Any]) -> list[Any]:
         """Enqueue partials and dead letters; return their delivery futures."""
@@ -295,6 +340,10 @@ class Ingest(Service):
             futures, checkpoints = await self.acks.get()
             try:
                 await self._commit(futures, checkpoints)
+            except LostSendError:
+                log.error("ingest: partials not acknowledged within %d s: stopping, a restart "
+                          "resumes from the last checkpoint", SEND_TIMEOUT_MS // 1000)
+                raise
             except Exception as exc:  # not committing only means more replay after a crash
                 log.warning("ingest commit failed: %s", exc)
             finally:
@@ -302,7 +351,11 @@ class Ingest(Service):
 
     async def _commit(self, futures: list[Any], checkpoints: dict[TopicPartition, Any]) -> None:
         assert self.consumer is not None and self.producer is not None
-        for meta in await asyncio.gather(*futures):
+        try:
+            metas = await asyncio.gather(*futures)
+        except Exception as exc:  # the round's events are consumed but not delivered
+            raise LostSendError(str(exc)) from exc
+        for meta in metas:
             if meta.topic == self.partials_topic:
                 self.dest_end[meta.partition] = max(self.dest_end[meta.partition], meta.offset + 1)
         if not checkpoints:
@@ -337,13 +390,58 @@ class Ingest(Service):
         for *_, inv in batch.invalid:
             ex.invalid.labels(topic, inv.reason).inc()
 
-    def _report_lag(self) -> None:
-        assert self.consumer is not None
-        for tp, st in self.parts.items():
-            high = self.consumer.highwater(tp)
+    def lag(self) -> list[tuple[str, int, float]]:
+        """Lag per partition from its last high watermark; none while the broker is lost."""
+        consumer = self.consumer
+        if consumer is None or self.fetch_age() > BROKER_TIMEOUT:
+            return []  # a stale high watermark would read as a lag of 0
+        out = []
+        for tp, st in list(self.parts.items()):
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # unassigned while a rebalance runs
+                continue
             if high is not None:
-                self.exporter.lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, high - st.next_offset))
+                out.append((tp.topic, tp.partition, float(max(0, high - st.next_offset))))
+        return out
+
+    # -- broker health ------------------------------------------------------------
+    def fetch_age(self) -> float:
+        """Seconds since the broker last answered a fetch of any assigned partition.
+
+        Taking fetched records counts too: while a busy worker works through its
+        buffer, the consumer sends no fetches, and the broker is not to blame.
+        """
+        now = time.time()
+        consumer = self.consumer
+        if consumer is None:
+            return 0.0
+        latest = self.last_answer
+        for tp in list(self.parts):
+            try:
+                ms = consumer.last_poll_timestamp(tp)
+            except Exception:  # unassigned while a rebalance runs
+                continue
+            if ms is not None:
+                latest = max(latest, ms / 1000)
+        coordinator = consumer._coordinator
+        if not self.parts and coordinator is not None and coordinator.coordinator_id is not None:
+            latest = now  # nothing to fetch, and the group coordinator is known: no outage
+        self.last_answer = latest
+        return max(0.0, now - latest)
+
+    @Service.timer(0.5)
+    async def _watch_broker(self) -> None:
+        """One log line when the broker is lost and one when it is back."""
+        age = self.fetch_age()
+        if age > BROKER_TIMEOUT and self.broker_lost_at is None:
+            self.broker_lost_at = self.last_answer
+            log.warning("ingest: broker lost: no fetch answered for %.1f s; partitions keep "
+                        "holding their windows open until it is back", age)
+        elif age <= BROKER_TIMEOUT and self.broker_lost_at is not None:
+            log.warning("ingest: broker back after %.1f s without fetch answers",
+                        self.last_answer - self.broker_lost_at)
+            self.broker_lost_at = None
 
     # -- rebalancing --------------------------------------------------------------
     async def assign(self, assigned: set[TopicPartition]) -> None:
@@ -452,6 +550,10 @@ class Ingest(Service):
                 self.parts.pop(tp, None)
 
 
+class LostSendError(Exception):
+    """A partials or dead-letter send failed: going on would lose its events."""
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, ingest: Ingest) -> None:
         self.ingest = ingest
@@ -462,6 +564,26 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.ingest.lock:
             await self.ingest.assign(set(assigned))
+
+
+def tally_dest(partition: int, n_dest: int) -> int:
+    """The destination that counts a source partition's late events (one of them, once)."""
+    return partition % n_dest
+
+
+def window_spans(batch: Batch, sizes: Sequence[float]) -> list[list[Any]]:
+    """``[[[size, start], ...], events]`` per window tuple the batch's events fed.
+
+    ``events`` is 0 where some window of the tuple was late already: those
+    events were counted late by the local stage.
+    """
+    out = []
+    for span, n in batch.spans.items():
+        windows = [[size, start] for size, start in zip(sizes, span, strict=True)
+                   if start is not None]
+        if windows:
+            out.append([windows, n if len(windows) == len(span) else 0])
+    return out
 
 
 def wm_json(x: float) -> float | None:

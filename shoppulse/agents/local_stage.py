@@ -6,8 +6,12 @@ of the partition's events in offset order, which is what makes the pipeline
 replayable and crash-safe:
 
 * **watermark** of the partition = the largest event time seen so far;
-* an event is **late** for a metric when the watermark before it has already
-  passed its window's end + grace (it is counted, and feeds nothing);
+* an event is **late** for a window when the watermark before it has already
+  passed the window's end + grace; it feeds nothing of that window and is
+  counted late once, however many windows (sizes) it is late for;
+* every batch names the windows its on-time events fed (:attr:`Batch.spans`),
+  so the global stage can count, once per event, those whose window had
+  already closed there;
 * a **duplicate** repeats the ``event_id`` and event time of an earlier event of
   the partition (counted, feeds nothing);
 * **sessions** follow :mod:`shoppulse.agents.sessions`.
@@ -90,6 +94,9 @@ class Batch:
     events: int = 0
     late: int = 0
     duplicates: int = 0
+    #: events that were not dropped, per tuple of their window starts (one per
+    #: window size of the topic; ``None`` where the event was late and counted)
+    spans: dict[tuple[float | None, ...], int] = field(default_factory=dict)
 
 
 class PartitionAggregator:
@@ -229,17 +236,20 @@ class PartitionAggregator:
             batch.last = records[-1].offset
         self.wm = wm
         batch.events = n
-        self._count_groups(groups, parts)
+        self._count_groups(groups, batch)
         if sessions is not None:
             sessions.resolve(wm, parts)
         self._expire(wm)
         return batch
 
-    def _count_groups(self, groups: dict[tuple[Any, ...], int], parts: dict) -> None:
+    def _count_groups(self, groups: dict[tuple[Any, ...], int], batch: Batch) -> None:
         """Apply the counting feeds once per (windows, lateness, signature) group."""
         feeds, feed_win, ops = self.feeds, self.feed_win, self.plan.ops
         fields = self.sig_fields
+        parts, spans = batch.parts, batch.spans
         for (starts, late, sig), count in groups.items():
+            span = tuple([None if x else s for s, x in zip(starts, late, strict=True)])
+            spans[span] = spans.get(span, 0) + count
             proxy = _Proxy()
             proxy.__dict__.update(zip(fields, sig, strict=False))
             for fi in self.grouped:

@@ -15,7 +15,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from shoppulse.agents.global_stage import GlobalStage, encode_partials
-from shoppulse.agents.ingest import split_by_dest, wm_json
+from shoppulse.agents.ingest import split_by_dest, tally_dest, window_spans, wm_json
 from shoppulse.agents.local_stage import DimensionCap, PartitionAggregator, Record
 from shoppulse.agents.plan import compile_plan
 from shoppulse.streams.config import Config
@@ -51,12 +51,13 @@ def run_offline(
             agg = aggs[tp]
             out = agg.process(recs) if recs else None
             per_dest = split_by_dest(out.parts if out else {}, plan, n_dest)
+            fed = window_spans(out, agg.windows) if out else []
             for d in range(n_dest):
                 sections[d].append({
                     "topic": tp[0], "partition": tp[1],
                     "first": out.first if out else -1, "last": out.last if out else -1,
                     "wm": wm_json(agg.wm), "idle": final,
-                    "parts": per_dest[d]})
+                    "parts": per_dest[d], "w": fed, "tally": d == tally_dest(tp[1], n_dest)})
             recs.clear()
         for d in range(n_dest):
             stage.apply(d, orjson.loads(encode_partials(sections[d])))
