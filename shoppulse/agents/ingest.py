@@ -285,6 +285,8 @@ class Ingest(Service):
             r, rwm = self._rebuild_point(st)
             out[tp] = {"offset": st.next_offset, "wm": wm_json(st.agg.wm), "r": r,
                        "rwm": wm_json(rwm)}
+            if st.skip:  # still inside what a killed owner sent: the next restore needs it
+                out[tp]["skip"] = {str(d): last for d, last in st.skip.items()}
         return out
 
     @Service.task
@@ -358,18 +360,17 @@ class Ingest(Service):
         await reader.start()
         try:
             checkpoints = await self._checkpoints(reader, fresh)
+            missing = [tp for tp in fresh if tp not in checkpoints]
+            if missing:
+                checkpoints.update(await self._first_checkpoints(reader, missing, committed))
             partials = await self._recent_partials(reader, checkpoints)
             for tp in fresh:
                 agg = PartitionAggregator(self.config, self.plan, tp.topic,
                                           self.decoders[tp.topic], self.cap)
                 st = PartitionState(agg=agg)
-                meta = checkpoints.get(tp)
-                if meta is not None:
-                    offset = meta["offset"]
-                    await self._restore(reader, tp, st, offset, meta, partials)
-                else:
-                    om = committed.get(tp)
-                    offset = om.offset if om is not None and om.offset >= 0 else 0
+                meta = checkpoints[tp]
+                offset = meta["offset"]
+                await self._restore(reader, tp, st, offset, meta, partials)
                 st.next_offset = offset
                 st.checkpoints.append((offset, agg.wm))
                 self.parts[tp] = st
@@ -398,6 +399,32 @@ class Ingest(Service):
                 found.setdefault(wanted[key], orjson.loads(value))
             end = start
         return found
+
+    async def _first_checkpoints(
+        self, reader: AIOKafkaConsumer, tps: list[TopicPartition], committed: dict[Any, Any]
+    ) -> dict[TopicPartition, Any]:
+        """Checkpoints of partitions that have none, written before anything is sent for them.
+
+        Without one, a worker killed before its first checkpoint leaves partials that the
+        next owner cannot find: it would restart from the committed offset (0), cut its
+        batches elsewhere and straddle the global stage's guard (double counts), or re-create
+        windows already emitted and forgotten (a second, partial point). With this one, every
+        partial of a partition lies past the ``pe`` of its latest checkpoint.
+        """
+        assert self.producer is not None
+        dests = [TopicPartition(self.partials_topic, d) for d in range(self.n_dest)]
+        ends = await log_end_offsets(reader, dests)
+        pe = [ends[d] for d in dests]
+        out, sent = {}, []
+        for tp in tps:
+            om = committed.get(tp)
+            offset = om.offset if om is not None and om.offset >= 0 else 0
+            out[tp] = {"offset": offset, "wm": None, "r": offset, "rwm": None, "pe": pe}
+            sent.append(await self.producer.send(
+                self.checkpoint_topic, orjson.dumps(out[tp]),
+                key=f"{tp.topic}:{tp.partition}".encode(), partition=0))
+        await asyncio.gather(*sent)
+        return out
 
     async def _recent_partials(
         self, reader: AIOKafkaConsumer, checkpoints: dict[TopicPartition, Any]
@@ -437,6 +464,9 @@ class Ingest(Service):
         if batch:
             st.agg.process(batch)
         st.agg.wm = max(st.agg.wm, _infinite(meta["wm"]))
+        for dest, last in meta.get("skip", {}).items():
+            if last >= offset:
+                st.skip[int(dest)] = max(st.skip.get(int(dest), -1), last)
         for dest, sections in partials:
             for sec in sections:
                 if (sec["topic"] == tp.topic and sec["partition"] == tp.partition
