@@ -34,8 +34,8 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from mode import Service
 
 from shoppulse.agents.exporter import Exporter
-from shoppulse.agents.global_stage import SEP, encode_partials
-from shoppulse.agents.local_stage import Batch, DimensionCap, PartitionAggregator
+from shoppulse.agents.global_stage import encode_partials
+from shoppulse.agents.local_stage import Batch, PartitionAggregator
 from shoppulse.agents.plan import Plan
 from shoppulse.streams.config import Config
 from shoppulse.streams.offsets import log_end_offsets, read_range
@@ -60,9 +60,10 @@ class PartitionState:
     dirty: bool = False  # needs a commit
 
 
-def dest_of(name: str, labels: tuple[str, ...], n_dest: int) -> int:
-    """Destination partition of a series: stable across processes (not ``hash()``)."""
-    return zlib.crc32(SEP.join([name, *labels]).encode()) % n_dest
+def dest_of(name: str, n_dest: int) -> int:
+    """Destination partition of a metric: stable across processes (not ``hash()``). All
+    series of a metric meet there, so its window can fold values into ``other``."""
+    return zlib.crc32(name.encode()) % n_dest
 
 
 def split_by_dest(parts: dict[Any, list[Any]], plan: Plan, n_dest: int) -> list[list[Any]]:
@@ -70,7 +71,7 @@ def split_by_dest(parts: dict[Any, list[Any]], plan: Plan, n_dest: int) -> list[
     per_dest: list[list[Any]] = [[] for _ in range(n_dest)]
     for (mi, labels, start), acc in parts.items():
         name = plan.metrics[mi].name
-        per_dest[dest_of(name, labels, n_dest)].append([name, labels, start, acc])
+        per_dest[dest_of(name, n_dest)].append([name, labels, start, acc])
     return per_dest
 
 
@@ -102,7 +103,6 @@ class Ingest(Service):
             t: compile_topic(t, spec, max_bytes=config.max_event_bytes)
             for t, spec in config.topics.items()
         }
-        self.cap = DimensionCap(config.cardinality_cap)
         self.parts: dict[TopicPartition, PartitionState] = {}
         self.lock = asyncio.Lock()
         self.acks: asyncio.Queue[tuple[list[Any], dict[TopicPartition, Any]]] = asyncio.Queue(2)
@@ -366,7 +366,7 @@ class Ingest(Service):
             partials = await self._recent_partials(reader, checkpoints)
             for tp in fresh:
                 agg = PartitionAggregator(self.config, self.plan, tp.topic,
-                                          self.decoders[tp.topic], self.cap)
+                                          self.decoders[tp.topic])
                 st = PartitionState(agg=agg)
                 meta = checkpoints[tp]
                 offset = meta["offset"]
