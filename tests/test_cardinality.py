@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +60,14 @@ def orders(seconds: float = 600, rate: float = 5.0, seed: int = 8) -> list[Ev]:
 
 
 def capped_config(tmp_path: Path) -> Path:
+    """The built-in config with a two-minute ranking period and one listed category."""
     text = DEFAULT_PATH.read_text()
-    assert "cardinality_cap: 50" in text
+    text, n = re.subn(r"(?m)^cardinality_period: .*$", "cardinality_period: 120s", text)
+    text, m = re.subn(r"(?m)^dimensions_keep: .*$", f"dimensions_keep: {{category: [{ALWAYS}]}}",
+                      text)
+    assert n == m == 1 and "cardinality_cap: 50 " in text
     path = tmp_path / "capped.yaml"
-    path.write_text(text.replace(
-        "cardinality_cap: 50",
-        f"cardinality_cap: 50\ncardinality_period: 120s\ndimensions_keep: {{category: [{ALWAYS}]}}",
-        1))
+    path.write_text(text)
     return path
 
 
