@@ -11,7 +11,9 @@ tests and benchmarks), for one *destination* partition of the partials topic:
   whether it is idle.
 
 A window closes when every source partition that is not idle has a watermark
-at or past ``end + grace`` (all idle: everything closes). Emission is
+at or past ``end + grace`` (all idle: everything closes). Its series carry raw
+dimension values; closing folds those beyond the cap into ``other``
+(:mod:`shoppulse.agents.cardinality`, ranking counts kept in ``progress``). Emission is
 send-then-mark, so a crash in between re-emits identical points; consumers
 key points by (series, window).
 """
