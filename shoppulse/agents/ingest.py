@@ -9,10 +9,13 @@ writes a checkpoint per partition to ``<app>.checkpoints`` and commits the
 input offsets. A checkpoint holds the next offset, the partition's watermark, a
 *rebuild point* (an offset whose replay restores sessions, dedupe and distinct
 state exactly) and where the partials topic ended. (It is a record rather than
-offset-commit metadata because the embedded broker drops that metadata.) On
-assignment the partition resumes from its latest checkpoint, and events already
-sent past it are not sent again to the destinations that have them, so no batch
-can straddle the combiner's offset guard.
+offset-commit metadata because the embedded broker drops that metadata.) A
+partition without a checkpoint gets one before anything is sent for it, so every
+partial ever sent for a partition lies past its latest checkpoint. On assignment
+the partition resumes from that checkpoint, and events already sent past it are
+not sent again to the destinations that have them (the checkpoints of a restored
+partition carry those offsets until it is past them), so no batch can straddle
+the combiner's offset guard.
 """
 
 from __future__ import annotations
