@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from shoppulse.agents.cardinality import kept_values
+from shoppulse.agents.cardinality import cardinality_of, kept_values
 from shoppulse.agents.offline import run_offline
+from shoppulse.agents.plan import compile_plan
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.topics import ensure_topics
 from tests.conftest import WorkerProcess
@@ -132,3 +133,30 @@ def test_one_and_two_workers_fold_the_same_values(tmp_path, kafka, app_name):
         assert_equal_to_oracle(got, expected)
         results.append(got)
     assert results[0] == results[1]
+
+
+def test_fold_merges_exactly_and_counts_each_window_once(tmp_path):
+    cfg = load_config(capped_config(tmp_path), env={})
+    plan = compile_plan(cfg)
+    rule = cardinality_of(cfg, plan)
+    gmv, refund = plan.metric_index("gmv"), plan.metric_index("refund")
+    sep = "\x1f"
+    # gmv: [sum in millionths, events]; 52 categories against a cap of 50 with one listed
+    series = {f"gmv{sep}cat-{i:02d}": [1_000_000 * (i + 1), i + 1] for i in range(51)}
+    series[f"gmv{sep}{ALWAYS}"] = [5, 1]
+    folded = rule.fold(gmv, START, dict(series), None)
+    assert set(folded) == ({f"gmv{sep}cat-{i:02d}" for i in range(2, 51)}
+                           | {f"gmv{sep}{ALWAYS}", f"gmv{sep}other"})
+    assert folded[f"gmv{sep}other"] == [1_000_000 * 3, 3]  # cat-00 and cat-01, added exactly
+    hist = rule.record(gmv, START, series, None)
+    assert hist is not None
+    assert rule.record(gmv, START, series, hist) is None  # a re-emitted window: counted once
+    # the next period ranks by this one: cat-00 (1 event here) stays folded even if it leads now
+    later = {f"gmv{sep}cat-00": [9, 99], f"gmv{sep}cat-50": [1, 1]}
+    assert set(rule.fold(gmv, START + 120, later, hist)) == {f"gmv{sep}other",
+                                                             f"gmv{sep}cat-50"}
+    # a ratio folds numerator and denominator alike; equal counts: the smaller values stay
+    ratio = {f"refund{sep}cat-{i:02d}": [1, 10, 11] for i in range(52)}
+    out = rule.fold(refund, START, ratio, None)
+    assert out[f"refund{sep}other"] == [3, 30, 33]  # cat-49, cat-50, cat-51 (1 slot listed)
+    assert f"refund{sep}cat-48" in out and f"refund{sep}cat-49" not in out

@@ -89,11 +89,11 @@ class Cardinality:
         dims = self.plan.metrics[mi].dimensions
         if not dims or not series:
             return series
-        ranking = self._ranking(start, history)
+        ranking = self._ranking(mi, start, history)
         if ranking is None:
             ranking = value_counts(series, len(dims))
-        kept = [kept_values(ranking[i] if i < len(ranking) else {}, self.keep.get(d, ()),
-                            self.cap) for i, d in enumerate(dims)]
+        kept = [kept_values(ranking[i], self.keep.get(d, ()), self.cap)
+                for i, d in enumerate(dims)]
         out: dict[str, list[Any]] = {}
         ops = self.plan.ops[mi]
         for skey in sorted(series):
@@ -101,13 +101,15 @@ class Cardinality:
             folded = [v if v in k else OTHER_LABEL for v, k in zip(labels, kept, strict=True)]
             fkey = SEP.join([name, *folded])
             cur = out.get(fkey)
-            if cur is None:
-                out[fkey] = series[skey]
+            if cur is None:  # a copy: merging into it must not change the caller's series
+                out[fkey] = [list(c) if isinstance(c, list) else c for c in series[skey]]
             else:
                 merge_acc(ops, cur, series[skey])
         return out
 
-    def _ranking(self, start: float, history: dict[str, Any] | None) -> list[dict[str, int]] | None:
+    def _ranking(
+        self, mi: int, start: float, history: dict[str, Any] | None
+    ) -> list[dict[str, int]] | None:
         """Counts of the last period before this window's that had any, if one did."""
         if not history:
             return None
@@ -115,7 +117,9 @@ class Cardinality:
         earlier = [float(p) for p in history["periods"] if float(p) < here]
         if not earlier:
             return None
-        return history["periods"][_pkey(max(earlier))]
+        ranking = history["periods"][_pkey(max(earlier))]
+        dims = self.plan.metrics[mi].dimensions
+        return ranking if len(ranking) == len(dims) else None
 
     def record(
         self, mi: int, start: float, series: dict[str, list[Any]], history: dict[str, Any] | None
@@ -136,6 +140,8 @@ class Cardinality:
             if float(p) != here and float(p) != last:
                 del periods[p]
         counts = periods.setdefault(_pkey(here), [{} for _ in dims])
+        if len(counts) != len(dims):  # the metric's dimensions changed in config
+            counts = periods[_pkey(here)] = [{} for _ in dims]
         for i, (d, add) in enumerate(zip(dims, value_counts(series, len(dims)), strict=True)):
             fixed = self.keep.get(d, frozenset())
             dim_counts = counts[i]
