@@ -12,6 +12,8 @@ from __future__ import annotations
 import heapq
 import json
 import math
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -111,9 +113,67 @@ def _label(v: Any) -> str:
     return str(v)
 
 
+# Cardinality cap, as the README states it: per metric and window, each dimension keeps
+# the values listed in dimensions_keep, "none", "other", and the cap minus the number
+# listed of the other values most counted (events of the metric, ties by value) over the
+# last earlier period (cardinality_period, epoch-aligned) in which the metric had any
+# window, or over the window itself when there is none. A period's counts are summed
+# window by window in order of window start and cut to the 4 x cap most counted (ties by
+# value) after each window. The rest read "other".
+Fold = Callable[[str, float, int, str], str]
+
+
+def kept_labels(config: Any, raw: dict[Key, tuple]) -> dict[tuple[str, float], list[set[str]]]:
+    """{(metric, window start): per dimension, the labels that are not folded}."""
+    cap, period = config.cardinality_cap, config.cardinality_period
+    out: dict[tuple[str, float], list[set[str]]] = {}
+    for metric in config.metrics:
+        dims = list(metric.dimensions)
+        if not dims:
+            continue
+        listed = [set(config.dimensions_keep.get(d, [])) for d in dims]
+        by_window: dict[float, list[Counter]] = {}
+        for (name, labels, ws), point in raw.items():
+            if name != metric.name:
+                continue
+            per_dim = by_window.setdefault(ws, [Counter() for _ in dims])
+            for i, v in enumerate(labels):
+                per_dim[i][v] += point[3]
+        history: dict[float, list[Counter]] = {}
+        for ws in sorted(by_window):
+            here = math.floor(ws / period) * period
+            before = [p for p in history if p < here]
+            ranking = history[max(before)] if before else by_window[ws]
+            kept = []
+            for i in range(len(dims)):
+                free = [(-n, v) for v, n in ranking[i].items()
+                        if v not in listed[i] and v not in ("none", "other")]
+                top = [v for _, v in sorted(free)[:max(0, cap - len(listed[i]))]]
+                kept.append(listed[i] | {"none", "other"} | set(top))
+            out[(metric.name, ws)] = kept
+            counts = history.setdefault(here, [Counter() for _ in dims])
+            for i, window_counts in enumerate(by_window[ws]):
+                for v, n in window_counts.items():
+                    if v not in listed[i] and v not in ("none", "other"):
+                        counts[i][v] += n
+                if len(counts[i]) > 4 * cap:
+                    counts[i] = Counter(dict(sorted(counts[i].items(),
+                                                    key=lambda kv: (-kv[1], kv[0]))[:4 * cap]))
+    return out
+
+
 def compute_points(config: Any, records: list[tuple[str, int, int, bytes]]) -> dict[Key, tuple]:
     """{(metric, labels, window_start): (value, numerator, denominator, count)}."""
     frames = frame(records)
+    raw = _points(config, frames, None)
+    kept = kept_labels(config, raw)
+    if all(v in kept[(name, ws)][i] for name, labels, ws in raw for i, v in enumerate(labels)):
+        return raw
+    return _points(config, frames,
+                   lambda name, ws, i, v: v if v in kept[(name, ws)][i] else "other")
+
+
+def _points(config: Any, frames: dict[str, pd.DataFrame], fold: Fold | None) -> dict[Key, tuple]:
     grace = config.windows.grace
     sess_window = config.sessions.window or config.windows.size
     sess = None
@@ -128,14 +188,18 @@ def compute_points(config: Any, records: list[tuple[str, int, int, bytes]]) -> d
             acc: dict[tuple[tuple[str, ...], float], tuple[Any, int]] = {}
             if comp.session is not None:
                 if sess is None:
-                    sdf = frames[config.sessions.topic]
-                    sess = sessions(sdf, sess_window, grace, config.sessions.bounce_timeout,
-                                    config.sessions.start)
+                    sdf = frames.get(config.sessions.topic)
+                    sess = [] if sdf is None else sessions(
+                        sdf, sess_window, grace, config.sessions.bounce_timeout,
+                        config.sessions.start)
                 for state, ts, ev in sess:
                     if state != comp.session:
                         continue
-                    key = (tuple(_label(ev.get(d)) for d in metric.dimensions),
-                           ts // sess_window * sess_window)
+                    ws = ts // sess_window * sess_window
+                    labels = tuple(_label(ev.get(d)) for d in metric.dimensions)
+                    if fold is not None:
+                        labels = tuple(fold(metric.name, ws, i, v) for i, v in enumerate(labels))
+                    key = (labels, ws)
                     v, n = acc.get(key, (0, 0))
                     acc[key] = (v + 1, n + 1)
                 per_comp.append(acc)
@@ -147,8 +211,11 @@ def compute_points(config: Any, records: list[tuple[str, int, int, bytes]]) -> d
             sel = df[~df["o_dup"] & ~_late(df, window, grace) & _mask(df, comp.filter)].copy()
             sel["_ws"] = sel["ts"] // window * window
             dims = list(metric.dimensions)
-            for d in dims:
+            for i, d in enumerate(dims):
                 sel[d] = sel[d].map(_label) if d in sel else "none"
+                if fold is not None:
+                    sel[d] = [fold(metric.name, ws, i, v) for ws, v in zip(sel["_ws"], sel[d],
+                                                                          strict=True)]
             if metric.kind == "quantile" or comp.field is not None:
                 val = sel[comp.field] - (sel[comp.minus] if comp.minus else 0)
                 sel["_v"] = (val * SCALE).round().astype("int64")

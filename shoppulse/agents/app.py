@@ -19,6 +19,7 @@ import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from shoppulse.agents.alerts import AlertsRuntime, attach_alerts
+from shoppulse.agents.cardinality import cardinality_of
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.detection import DetectorStage
 from shoppulse.agents.exporter import Exporter
@@ -101,7 +102,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     windows = app.Table("windows", partitions=n_dest, key_type=str, value_type=bytes)
     progress = app.Table("progress", partitions=n_dest, key_type=str, value_type=bytes)
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
-    stage = GlobalStage(plan, windows, progress, sources)
+    stage = GlobalStage(plan, windows, progress, sources, cardinality_of(config, plan))
     ingest = Ingest(config, plan, bootstrap, exporter, n_dest=n_dest, loop=app.loop)
     # the agents' notes of the last offset they started live next to their state
     kafka = config.kafka.client_options()

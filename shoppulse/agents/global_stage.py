@@ -19,7 +19,9 @@ emitted window stays as a tombstone until the frontier is ``RETAIN_WINDOWS``
 sizes past it (the frontier never moves while all sources are idle, so late
 data after an all-idle close meets the tombstone); a partial for an emitted
 window, or for one that old, is late: it is dropped and its events are counted
-once, at the destination the ingest marked ``tally``. Emission is
+once, at the destination the ingest marked ``tally``. Series carry raw
+dimension values; closing folds those beyond the cap into ``other``
+(:mod:`shoppulse.agents.cardinality`, ranking counts kept in ``progress``). Emission is
 send-then-mark, so a crash in between re-emits identical points; consumers
 key points by (series, window).
 """
@@ -27,13 +29,14 @@ key points by (series, window).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from shoppulse.agents.plan import DISTINCT, SCALE, SUM, VALUES, Plan
+from shoppulse.agents.cardinality import Cardinality
+from shoppulse.agents.plan import DISTINCT, SCALE, SUM, VALUES, Plan, merge_acc
 from shoppulse.streams.records import MetricPoint
 
 SEP = "\x1f"
@@ -61,8 +64,10 @@ class GlobalStage:
         windows: MutableMapping[str, bytes],
         progress: MutableMapping[str, bytes],
         sources: Iterable[str],
+        cardinality: Cardinality | None = None,
     ) -> None:
         self.plan = plan
+        self.cardinality = cardinality
         self.windows = windows
         self.progress = progress
         self.sources = tuple(sources)
@@ -149,14 +154,7 @@ class GlobalStage:
             if cur is None:
                 series[skey] = acc
                 continue
-            for i, op in enumerate(ops):
-                if op == DISTINCT:
-                    cur[i] = sorted(set(cur[i]).union(acc[i]))
-                elif op == VALUES:
-                    cur[i].extend(acc[i])
-                else:
-                    cur[i] += acc[i]
-            cur[-1] += acc[-1]
+            merge_acc(ops, cur, acc)
         self.windows[wkey] = orjson.dumps(val)
         if parts:
             result.applied += 1
@@ -185,8 +183,12 @@ class GlobalStage:
                 marks.append(-math.inf if state[0] is None else state[0])
         return min(marks) if marks else math.inf
 
-    def close_ready(self, dest: int) -> list[tuple[str, list[MetricPoint]]]:
-        """Windows of ``dest`` that can close now, with their points (not yet marked)."""
+    def close_ready(self, dest: int) -> Iterator[tuple[str, list[MetricPoint]]]:
+        """Windows of ``dest`` that can close now, with their points (not yet marked).
+
+        Lazy: mark each window emitted before taking the next, whose folding may rank
+        values by the counts of the windows before it (:mod:`shoppulse.agents.cardinality`).
+        """
         wm = self.watermark(dest)
         grace = self.plan.grace
         frontier = self.frontier(dest)
@@ -194,8 +196,8 @@ class GlobalStage:
             frontier = wm
             self.progress[f"{dest}|closed"] = orjson.dumps(wm)
         prefix = f"{dest}|"
-        out = []
-        for wkey in sorted(k for k in list(self.windows.keys()) if k.startswith(prefix)):
+        keys = [k for k in list(self.windows.keys()) if k.startswith(prefix)]
+        for wkey in sorted(keys, key=_window_order):
             _, size_s, start_s = wkey.split("|")
             size, start = float(size_s), float(start_s)
             if start + size + grace > wm:
@@ -205,21 +207,61 @@ class GlobalStage:
                 if self._forgotten(size, start, frontier):
                     del self.windows[wkey]
                 continue
-            out.append((wkey, self.points(start, size, val["series"])))
-        return out
+            yield wkey, self.points(start, size, self._folded(dest, start, val["series"]))
 
     def mark_emitted(self, wkey: str) -> None:
         val = orjson.loads(self.windows[wkey])
+        if self.cardinality is not None and not val.get("emitted"):
+            dest = wkey.split("|")[0]
+            start = float(wkey.split("|")[2])
+            for mi, series in self._by_metric(val["series"]).items():
+                hkey = self._history_key(dest, mi)
+                raw = self.progress.get(hkey)
+                hist = self.cardinality.record(mi, start, series,
+                                               orjson.loads(raw) if raw is not None else None)
+                if hist is not None:
+                    self.progress[hkey] = orjson.dumps(hist)
         self.windows[wkey] = orjson.dumps({"applied": val["applied"], "series": {},
                                            "emitted": True})
+
+    def _folded(self, dest: str | int, start: float, series: dict[str, list[Any]]
+                ) -> dict[str, list[Any]]:
+        """The window's series with the values beyond the cardinality cap as ``other``."""
+        if self.cardinality is None:
+            return series
+        out: dict[str, list[Any]] = {}
+        for mi, group in self._by_metric(series).items():
+            raw = self.progress.get(self._history_key(dest, mi))
+            hist = orjson.loads(raw) if raw is not None else None
+            out.update(self.cardinality.fold(mi, start, group, hist))
+        return out
+
+    def _by_metric(self, series: dict[str, list[Any]]) -> dict[int, dict[str, list[Any]]]:
+        out: dict[int, dict[str, list[Any]]] = {}
+        for skey, acc in series.items():
+            mi = self.by_name.get(skey.split(SEP, 1)[0])
+            if mi is not None:
+                out.setdefault(mi, {})[skey] = acc
+        return out
+
+    def _history_key(self, dest: str | int, mi: int) -> str:
+        return f"{dest}|card|{self.plan.metrics[mi].name}"
 
     def points(self, start: float, size: float, series: dict[str, list[Any]]) -> list[MetricPoint]:
         out = []
         for skey in sorted(series):
             name, *labels = skey.split(SEP)
-            mi = self.by_name[name]
+            mi = self.by_name.get(name)
+            if mi is None:
+                continue  # metric removed from config since the partial was sent
             out.append(metric_point(self.plan, mi, labels, start, size, series[skey]))
         return out
+
+
+def _window_order(wkey: str) -> tuple[float, float]:
+    """Windows by end, then size: a metric's windows close in order of start."""
+    _, size, start = wkey.split("|")
+    return float(start) + float(size), float(size)
 
 
 def metric_point(

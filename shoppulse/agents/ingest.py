@@ -9,10 +9,13 @@ writes a checkpoint per partition to ``<app>.checkpoints`` and commits the
 input offsets. A checkpoint holds the next offset, the partition's watermark, a
 *rebuild point* (an offset whose replay restores sessions, dedupe and distinct
 state exactly) and where the partials topic ended. (It is a record rather than
-offset-commit metadata because the embedded broker drops that metadata.) On
-assignment the partition resumes from its latest checkpoint, and events already
-sent past it are not sent again to the destinations that have them, so no batch
-can straddle the combiner's offset guard.
+offset-commit metadata because the embedded broker drops that metadata.) A
+partition without a checkpoint gets one before anything is sent for it, so every
+partial ever sent for a partition lies past its latest checkpoint. On assignment
+the partition resumes from that checkpoint, and events already sent past it are
+not sent again to the destinations that have them (the checkpoints of a restored
+partition carry those offsets until it is past them), so no batch can straddle
+the combiner's offset guard.
 
 A partition is *idle* only when the broker has answered fetches of it for
 ``idle_timeout`` without anything new (each answer at the high watermark, with
@@ -40,8 +43,8 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from mode import Service
 
 from shoppulse.agents.exporter import Exporter
-from shoppulse.agents.global_stage import SEP, encode_partials
-from shoppulse.agents.local_stage import Batch, DimensionCap, PartitionAggregator
+from shoppulse.agents.global_stage import encode_partials
+from shoppulse.agents.local_stage import Batch, PartitionAggregator
 from shoppulse.agents.plan import Plan
 from shoppulse.streams.config import Config
 from shoppulse.streams.offsets import log_end_offsets, read_range
@@ -79,9 +82,10 @@ class PartitionState:
     dirty: bool = False  # needs a commit
 
 
-def dest_of(name: str, labels: tuple[str, ...], n_dest: int) -> int:
-    """Destination partition of a series: stable across processes (not ``hash()``)."""
-    return zlib.crc32(SEP.join([name, *labels]).encode()) % n_dest
+def dest_of(name: str, n_dest: int) -> int:
+    """Destination partition of a metric: stable across processes (not ``hash()``). All
+    series of a metric meet there, so its window can fold values into ``other``."""
+    return zlib.crc32(name.encode()) % n_dest
 
 
 def split_by_dest(parts: dict[Any, list[Any]], plan: Plan, n_dest: int) -> list[list[Any]]:
@@ -89,7 +93,7 @@ def split_by_dest(parts: dict[Any, list[Any]], plan: Plan, n_dest: int) -> list[
     per_dest: list[list[Any]] = [[] for _ in range(n_dest)]
     for (mi, labels, start), acc in parts.items():
         name = plan.metrics[mi].name
-        per_dest[dest_of(name, labels, n_dest)].append([name, labels, start, acc])
+        per_dest[dest_of(name, n_dest)].append([name, labels, start, acc])
     return per_dest
 
 
@@ -121,7 +125,6 @@ class Ingest(Service):
             t: compile_topic(t, spec, max_bytes=config.max_event_bytes)
             for t, spec in config.topics.items()
         }
-        self.cap = DimensionCap(config.cardinality_cap)
         self.parts: dict[TopicPartition, PartitionState] = {}
         self.lock = asyncio.Lock()
         self.acks: asyncio.Queue[tuple[list[Any], dict[TopicPartition, Any]]] = asyncio.Queue(2)
@@ -331,6 +334,8 @@ class Ingest(Service):
             r, rwm = self._rebuild_point(st)
             out[tp] = {"offset": st.next_offset, "wm": wm_json(st.agg.wm), "r": r,
                        "rwm": wm_json(rwm)}
+            if st.skip:  # still inside what a killed owner sent: the next restore needs it
+                out[tp]["skip"] = {str(d): last for d, last in st.skip.items()}
         return out
 
     @Service.task
@@ -458,18 +463,17 @@ class Ingest(Service):
         await reader.start()
         try:
             checkpoints = await self._checkpoints(reader, fresh)
+            missing = [tp for tp in fresh if tp not in checkpoints]
+            if missing:
+                checkpoints.update(await self._first_checkpoints(reader, missing, committed))
             partials = await self._recent_partials(reader, checkpoints)
             for tp in fresh:
                 agg = PartitionAggregator(self.config, self.plan, tp.topic,
-                                          self.decoders[tp.topic], self.cap)
+                                          self.decoders[tp.topic])
                 st = PartitionState(agg=agg)
-                meta = checkpoints.get(tp)
-                if meta is not None:
-                    offset = meta["offset"]
-                    await self._restore(reader, tp, st, offset, meta, partials)
-                else:
-                    om = committed.get(tp)
-                    offset = om.offset if om is not None and om.offset >= 0 else 0
+                meta = checkpoints[tp]
+                offset = meta["offset"]
+                await self._restore(reader, tp, st, offset, meta, partials)
                 st.next_offset = offset
                 st.checkpoints.append((offset, agg.wm))
                 self.parts[tp] = st
@@ -498,6 +502,32 @@ class Ingest(Service):
                 found.setdefault(wanted[key], orjson.loads(value))
             end = start
         return found
+
+    async def _first_checkpoints(
+        self, reader: AIOKafkaConsumer, tps: list[TopicPartition], committed: dict[Any, Any]
+    ) -> dict[TopicPartition, Any]:
+        """Checkpoints of partitions that have none, written before anything is sent for them.
+
+        Without one, a worker killed before its first checkpoint leaves partials that the
+        next owner cannot find: it would restart from the committed offset (0), cut its
+        batches elsewhere and straddle the global stage's guard (double counts), or re-create
+        windows already emitted and forgotten (a second, partial point). With this one, every
+        partial of a partition lies past the ``pe`` of its latest checkpoint.
+        """
+        assert self.producer is not None
+        dests = [TopicPartition(self.partials_topic, d) for d in range(self.n_dest)]
+        ends = await log_end_offsets(reader, dests)
+        pe = [ends[d] for d in dests]
+        out, sent = {}, []
+        for tp in tps:
+            om = committed.get(tp)
+            offset = om.offset if om is not None and om.offset >= 0 else 0
+            out[tp] = {"offset": offset, "wm": None, "r": offset, "rwm": None, "pe": pe}
+            sent.append(await self.producer.send(
+                self.checkpoint_topic, orjson.dumps(out[tp]),
+                key=f"{tp.topic}:{tp.partition}".encode(), partition=0))
+        await asyncio.gather(*sent)
+        return out
 
     async def _recent_partials(
         self, reader: AIOKafkaConsumer, checkpoints: dict[TopicPartition, Any]
@@ -537,6 +567,9 @@ class Ingest(Service):
         if batch:
             st.agg.process(batch)
         st.agg.wm = max(st.agg.wm, _infinite(meta["wm"]))
+        for dest, last in meta.get("skip", {}).items():
+            if last >= offset:
+                st.skip[int(dest)] = max(st.skip.get(int(dest), -1), last)
         for dest, sections in partials:
             for sec in sections:
                 if (sec["topic"] == tp.topic and sec["partition"] == tp.partition

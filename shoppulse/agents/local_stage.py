@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from shoppulse.agents.cardinality import label
 from shoppulse.agents.plan import (
     COUNT,
     DISTINCT,
@@ -43,36 +44,8 @@ from shoppulse.agents.sessions import SessionTracker
 from shoppulse.streams.config import Config
 from shoppulse.streams.schemas import Invalid
 
-NONE_LABEL = "none"
-OTHER_LABEL = "other"
-
 # key of a partial: (metric index, label values, window start)
 PartKey = tuple[int, tuple[str, ...], float]
-
-
-class DimensionCap:
-    """At most ``cap`` distinct values per dimension; the rest fold into ``other``.
-
-    Shared by all partitions of a process so the cap holds per worker.
-    """
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.known: dict[str, set[str]] = defaultdict(set)
-        self.folded: dict[str, int] = defaultdict(int)
-
-    def label(self, dim: str, value: Any) -> str:
-        if value is UNSET or value is None:
-            return NONE_LABEL
-        value = str(value)
-        known = self.known[dim]
-        if value in known:
-            return value
-        if len(known) < self.cap:
-            known.add(value)
-            return value
-        self.folded[dim] += 1
-        return OTHER_LABEL
 
 
 class Record(NamedTuple):
@@ -108,13 +81,11 @@ class PartitionAggregator:
         plan: Plan,
         topic: str,
         decode: Callable[[bytes], Any],
-        cap: DimensionCap,
     ) -> None:
         spec = config.topics[topic]
         self.topic = topic
         self.plan = plan
         self.decode = decode
-        self.cap = cap
         self.grace = plan.grace
         self.wm = -math.inf
         self.time_of = operator.attrgetter(spec.time)
@@ -123,7 +94,7 @@ class PartitionAggregator:
         self.windows = sorted({f.window for f in self.feeds})
         self.sessions: SessionTracker | None = None
         if config.sessions.topic == topic and plan.session_feeds:
-            self.sessions = SessionTracker(config, plan, cap)
+            self.sessions = SessionTracker(config, plan)
             if config.session_window not in self.windows:
                 self.windows.append(config.session_window)
         self.win_index = {w: i for i, w in enumerate(self.windows)}
@@ -263,8 +234,8 @@ class PartitionAggregator:
                 acc[-1] += count
 
     def _labels(self, f: Feed, ev: Any) -> tuple[str, ...]:
-        label = self.cap.label
-        return tuple([label(d, getattr(ev, d)) for d in f.dims])
+        """Raw values: the cap folds them when the window closes (agents.cardinality)."""
+        return tuple([label(getattr(ev, d)) for d in f.dims])
 
     def _accumulate(self, f: Feed, acc: list[Any], ev: Any, pkey: PartKey) -> None:
         op = f.op

@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
+from shoppulse.agents.cardinality import cardinality_of
 from shoppulse.agents.global_stage import GlobalStage, encode_partials
 from shoppulse.agents.ingest import split_by_dest, tally_dest, window_spans, wm_json
-from shoppulse.agents.local_stage import DimensionCap, PartitionAggregator, Record
+from shoppulse.agents.local_stage import PartitionAggregator, Record
 from shoppulse.agents.plan import compile_plan
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint
@@ -28,7 +29,6 @@ def run_offline(
 ) -> Iterator[MetricPoint]:
     """MetricPoints of ``events`` (objects with topic, key, value), as windows close."""
     plan = compile_plan(config)
-    cap = DimensionCap(config.cardinality_cap)
     partitioner = DefaultPartitioner()
     aggs: dict[tuple[str, int], PartitionAggregator] = {}
     pending: dict[tuple[str, int], list[Record]] = {}
@@ -36,12 +36,12 @@ def run_offline(
     windows: dict[str, bytes] = {}
     progress: dict[str, bytes] = {}
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
-    stage = GlobalStage(plan, windows, progress, sources)
+    stage = GlobalStage(plan, windows, progress, sources, cardinality_of(config, plan))
     decoders = {t: compile_topic(t, s, max_bytes=config.max_event_bytes)
                 for t, s in config.topics.items()}
     for topic, spec in config.topics.items():
         for p in range(spec.partitions):
-            aggs[(topic, p)] = PartitionAggregator(config, plan, topic, decoders[topic], cap)
+            aggs[(topic, p)] = PartitionAggregator(config, plan, topic, decoders[topic])
             pending[(topic, p)] = []
             offsets[(topic, p)] = 0
 

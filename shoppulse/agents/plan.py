@@ -45,6 +45,18 @@ def acc_for(parts: dict[Any, list[Any]], pkey: Any, ops: tuple[int, ...]) -> lis
     return acc
 
 
+def merge_acc(ops: tuple[int, ...], cur: list[Any], acc: list[Any]) -> None:
+    """Add accumulator ``acc`` into ``cur`` (same metric): exact in any order."""
+    for i, op in enumerate(ops):
+        if op == DISTINCT:
+            cur[i] = sorted(set(cur[i]).union(acc[i]))
+        elif op == VALUES:
+            cur[i].extend(acc[i])
+        else:
+            cur[i] += acc[i]
+    cur[-1] += acc[-1]
+
+
 @dataclass(frozen=True, slots=True)
 class Feed:
     metric: int  # index into Plan.metrics
@@ -141,7 +153,12 @@ def compile_plan(config: Config) -> Plan:
                 elif comp.field is not None:
                     op = SUM
                 elif comp.distinct is not None:
-                    op = KEY_DISTINCT if comp.distinct == topic.key else DISTINCT
+                    # per-partition counts of keys add up only within one value of each
+                    # dimension: where values may fold into "other", ship the keys
+                    key_aligned = comp.distinct == topic.key and not any(
+                        _may_fold(topic.fields[d], config.cardinality_cap,
+                                  config.dimensions_keep.get(d, ())) for d in dims)
+                    op = KEY_DISTINCT if key_aligned else DISTINCT
                 else:
                     op = COUNT
                 feed = Feed(i, j, op, window, compile_filter(comp.filter), dims,
@@ -159,3 +176,10 @@ def compile_plan(config: Config) -> Plan:
         grace=config.windows.grace,
         horizon=max(windows) + config.windows.grace,
     )
+
+
+def _may_fold(field: Any, cap: int, listed: Any) -> bool:
+    """Whether a dimension can have more values than the cap (then some fold into other)."""
+    if field.type == "boolean":
+        return False
+    return field.enum is None or len({str(v) for v in field.enum} | set(listed)) > cap

@@ -23,14 +23,14 @@ import heapq
 import operator
 from typing import Any
 
+from shoppulse.agents.cardinality import label
 from shoppulse.agents.plan import Plan, acc_for, compile_filter
 from shoppulse.streams.config import Config
 
 
 class SessionTracker:
-    def __init__(self, config: Config, plan: Plan, cap: Any) -> None:
+    def __init__(self, config: Config, plan: Plan) -> None:
         self.ops = plan.ops
-        self.cap = cap
         self.key_of = operator.attrgetter(config.sessions.key)
         self.is_start = compile_filter(config.sessions.start)
         self.timeout = config.sessions.bounce_timeout
@@ -72,7 +72,7 @@ class SessionTracker:
     def _emit(self, transition: str, ev: Any, ts: float, parts: dict) -> None:
         wstart = ts // self.window * self.window
         for f in self.feeds[transition]:
-            labels = tuple([self.cap.label(d, getattr(ev, d)) for d in f.dims])
+            labels = tuple([label(getattr(ev, d)) for d in f.dims])
             acc = acc_for(parts, (f.metric, labels, wstart), self.ops[f.metric])
             acc[f.comp] += 1
             acc[-1] += 1

@@ -249,6 +249,8 @@ class Config(_Model):
     windows: WindowsSpec = WindowsSpec()
     sessions: SessionsSpec = SessionsSpec()
     cardinality_cap: int = Field(default=50, ge=1)
+    cardinality_period: Duration = 86400.0  # the kept values are ranked over one of these
+    dimensions_keep: dict[str, list[str]] = Field(default_factory=dict)  # always kept
     max_event_bytes: int = Field(default=65536, ge=64)
     topics: dict[str, TopicSpec]
     metrics: list[MetricSpec] = Field(default_factory=list)
@@ -261,6 +263,15 @@ class Config(_Model):
     match ``drill: "true"``."""
 
     _receivers = field_validator("notifiers")(check_receiver_names)
+
+    _period = field_validator("cardinality_period", mode="before")(parse_duration)
+
+    @field_validator("cardinality_period")
+    @classmethod
+    def _period_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("the cardinality period must be positive")
+        return v
 
     @field_validator("broker")
     @classmethod
@@ -293,6 +304,10 @@ class Config(_Model):
                 base: tuple[Any, ...] = ("metrics", i) if part is None else ("metrics", i, part)
                 errors.extend(self._check_component(base, comp, m.dimensions))
         errors.extend(check_rules(self))
+        dims = {d for m in self.metrics for d in m.dimensions}
+        for d in self.dimensions_keep:
+            if d not in dims:
+                errors.append((("dimensions_keep", d), f"{d!r} is not a dimension of any metric"))
         if errors:
             raise _ReferenceErrors(list(dict.fromkeys(errors)))  # each problem once
         return self
