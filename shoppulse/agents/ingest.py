@@ -44,6 +44,7 @@ from shoppulse.streams.schemas import compile_topic
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0  # unchanged watermarks are repeated this often
+DEADLETTER_MAX_BYTES = 1_000_000  # longer payloads are dead-lettered truncated
 
 
 @dataclass
@@ -99,7 +100,8 @@ class Ingest(Service):
         self.checkpoint_topic = config.topic_name("checkpoints")
         self.deadletter_topic = config.topic_name("deadletter")
         self.decoders = {
-            t: compile_topic(t, spec, max_bytes=config.max_event_bytes)
+            t: compile_topic(t, spec, max_bytes=config.max_event_bytes,
+                             max_depth=config.max_event_depth)
             for t, spec in config.topics.items()
         }
         self.cap = DimensionCap(config.cardinality_cap)
@@ -270,8 +272,12 @@ class Ingest(Service):
                 ("shoppulse.field", (inv.field or "").encode()),
                 ("shoppulse.error", inv.message.encode()),
             ]
+            raw = raw if raw is not None else b""
+            if len(raw) > DEADLETTER_MAX_BYTES:  # any broker takes 1 MB; the header keeps the size
+                headers.append(("shoppulse.size", str(len(raw)).encode()))
+                raw = raw[:DEADLETTER_MAX_BYTES]
             futures.append(await self.producer.send(
-                self.deadletter_topic, raw if raw is not None else b"", key=key, headers=headers))
+                self.deadletter_topic, raw, key=key, headers=headers))
             log.warning("invalid event %s[%d]@%d -> %s: %s", tp.topic, tp.partition, offset,
                         self.deadletter_topic, inv.message)
         return futures

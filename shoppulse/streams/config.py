@@ -231,6 +231,7 @@ class Config(_Model):
     sessions: SessionsSpec = SessionsSpec()
     cardinality_cap: int = Field(default=50, ge=1)
     max_event_bytes: int = Field(default=65536, ge=64)
+    max_event_depth: int = Field(default=64, ge=1, le=512)
     topics: dict[str, TopicSpec]
     metrics: list[MetricSpec] = Field(default_factory=list)
     detectors: dict[str, Any] = Field(default_factory=dict)
