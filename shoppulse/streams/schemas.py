@@ -233,17 +233,23 @@ def _utf8_error(raw: bytes, exc: UnicodeDecodeError) -> Invalid:
 
 
 def _bounded(result: Any) -> Any:
-    """Cap an :class:`Invalid`'s field and message (they become headers and log lines)."""
+    """Cap an :class:`Invalid`'s field and message and keep them encodable as UTF-8
+    (they become dead-letter headers and log lines)."""
     if type(result) is not Invalid:
         return result
-    field, message = result.field, result.message
-    if (field is None or len(field) <= MAX_FIELD_CHARS) and len(message) <= MAX_MESSAGE_CHARS:
+    field = result.field if result.field is None else _clip(result.field, MAX_FIELD_CHARS)
+    message = _clip(result.message, MAX_MESSAGE_CHARS)
+    if field is result.field and message is result.message:
         return result
-    if field is not None and len(field) > MAX_FIELD_CHARS:
-        field = field[:MAX_FIELD_CHARS] + "..."
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[:MAX_MESSAGE_CHARS] + "..."
     return Invalid(result.reason, field, message)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode()  # lone surrogates become '?'
+    return text
 
 
 def _json_error(raw: bytes, exc: Exception) -> Invalid:
