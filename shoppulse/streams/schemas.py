@@ -62,6 +62,7 @@ REASONS = (
     "too_deep",
     "bad_utf8",
     "internal_error",
+    "bad_chars",
 )
 
 #: Longest ``field`` and ``message`` an :class:`Invalid` carries (they travel as
@@ -159,6 +160,8 @@ def compile_topic(
     types = {name: f.type for name, f in spec.fields.items()}
     enums = {name: f.enum for name, f in spec.fields.items() if f.enum is not None}
     key_field = spec.key
+    # free-text fields become ids and label values: no control or invisible characters
+    text_fields = [n for n, f in spec.fields.items() if f.type == "string" and f.enum is None]
 
     def decode(raw: bytes | None) -> Any:
         if raw is None:
@@ -190,6 +193,12 @@ def compile_topic(
             return _json_error(raw, exc)
         if getattr(event, key_field) == "":
             return Invalid("bad_key", key_field, f"{key_field} (the topic key) is empty")
+        if b"\\" in raw or not raw.isascii():  # only escapes or non-ASCII can hide them
+            for name in text_fields:
+                value = getattr(event, name)
+                if type(value) is str and not value.isprintable():
+                    return Invalid("bad_chars", name, f"{name} contains control or invisible "
+                                                      "characters (C0/C1 controls, bidi marks)")
         return event
 
     decode.__name__ = f"decode_{topic}"
