@@ -79,6 +79,9 @@ def poison_cases() -> list[tuple[str, str, bytes, str, str | None]]:
          orjson.dumps(order).replace(b'"' + order["category"].encode() + b'"',
                                      "\u202eskoob".join('""').encode()),
          "bad_chars", "category"),
+        ("logistics", "raw_delete_char_in_id",  # valid JSON: only U+0000-U+001F must be escaped
+         orjson.dumps(ship).replace(b'"' + ship["order_id"].encode() + b'"', b'"o\x7f1"'),
+         "bad_chars", "order_id"),
         ("clicks", "raw_control_char", orjson.dumps(click).replace(b'"', b'"\x01', 1),
          "bad_json", None),
     ]

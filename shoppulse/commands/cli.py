@@ -199,6 +199,20 @@ def bench_throughput(events: int, runs: int, as_json: bool) -> None:
     throughput(events=events, runs=runs, as_json=as_json)
 
 
+@bench.command("hostile")
+@click.option("--hostile", "n_hostile", default=100_000, show_default=True,
+              help="hostile messages (1 MB and 10 MB payloads included)")
+@click.option("--valid", "n_valid", default=100_000, show_default=True,
+              help="simulator events interleaved with them")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench_hostile(n_hostile: int, n_valid: int, seed: int, as_json: bool) -> None:
+    """Fuzz a live worker: dead-lettered, counted, crashes, valid exact, peak RSS."""
+    from shoppulse.commands.hostile import hostile_bench
+
+    hostile_bench(hostile=n_hostile, valid=n_valid, seed=seed, as_json=as_json)
+
+
 @bench.command("detect")
 @click.option("--days", default=3.0, show_default=True, help="simulated days")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")

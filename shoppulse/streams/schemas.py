@@ -193,7 +193,7 @@ def compile_topic(
             return _json_error(raw, exc)
         if getattr(event, key_field) == "":
             return Invalid("bad_key", key_field, f"{key_field} (the topic key) is empty")
-        if b"\\" in raw or not raw.isascii():  # only escapes or non-ASCII can hide them
+        if b"\\" in raw or b"\x7f" in raw or not raw.isascii():  # where they can hide
             for name in text_fields:
                 value = getattr(event, name)
                 if type(value) is str and not value.isprintable():
