@@ -231,25 +231,36 @@ async def _settle(futures: list[tuple[bytes, Any]]) -> list[tuple[bytes, str]]:
 
 
 async def _read_deadletters(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict]]:
+    """Every dead letter: key and headers (up to the true end: Tansu reports it short)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from shoppulse.streams.offsets import log_end_offsets, read_range
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * MB)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
-        out = []
-        deadline = time.monotonic() + 60
-        while await consumer.position(tp) < end and time.monotonic() < deadline:
-            for msgs in (await consumer.getmany(tp, timeout_ms=1000, max_records=20000)).values():
-                out.extend((m.key, {k: v.decode(errors="replace") for k, v in m.headers})
-                           for m in msgs)
-        return out
+        end = (await log_end_offsets(consumer, [tp]))[tp]
+        return [(m.key, {k: v.decode(errors="replace") for k, v in m.headers})
+                async for m in read_range(consumer, tp, 0, end)]
     finally:
         await consumer.stop()
+
+
+def _settled_deadletters(bootstrap: str, topic: str, expected: float
+                         ) -> list[tuple[bytes | None, dict]]:
+    """Read back until all ``expected`` are there or the count stops growing (10 s)."""
+    dead: list[tuple[bytes | None, dict]] = []
+    last_growth = time.monotonic()
+    while True:
+        got = asyncio.run(_read_deadletters(bootstrap, topic))
+        if len(got) > len(dead):
+            last_growth = time.monotonic()
+        dead = got
+        if len(dead) >= expected or time.monotonic() - last_growth > 10:
+            return dead
+        time.sleep(1)
 
 
 class _Worker:
@@ -343,7 +354,7 @@ def run_hostile(*, hostile: int = 100_000, valid: int = 100_000, seed: int = 1,
                 if time.monotonic() - last_change > 120:  # stuck: report what we have
                     break
                 time.sleep(0.5)
-            dead = asyncio.run(_read_deadletters(broker.bootstrap, cfg.topic_name("deadletter")))
+            dead = _settled_deadletters(broker.bootstrap, cfg.topic_name("deadletter"), invalid)
         finally:
             worker.stop()
     reasons = collections.Counter(h.get("shoppulse.reason", "") for _, h in dead)
