@@ -9,6 +9,7 @@ and counts the valid events around them exactly as the oracle does.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -34,11 +35,14 @@ DECODERS = {t: compile_topic(t, s, max_bytes=CONFIG.max_event_bytes,
             for t, s in CONFIG.topics.items()}
 
 
+@functools.cache
 def valid_bases() -> dict[str, dict[str, Any]]:
-    """One valid event per topic, from the simulator."""
+    """One valid event per topic, from the simulator (the first of each topic)."""
     out: dict[str, dict[str, Any]] = {}
     for ev in Simulator(seed=5, rate=20, start=START).events(600):
         out.setdefault(ev.topic, ev.value)
+        if len(out) == len(CONFIG.topics):
+            break
     assert set(out) == set(CONFIG.topics)
     return out
 
