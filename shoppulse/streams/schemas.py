@@ -167,39 +167,39 @@ def compile_topic(
         if raw is None:
             return Invalid("bad_json", None, "empty message (tombstone)")
         try:
-            return _bounded(check(raw))
+            if len(raw) > max_bytes:
+                return Invalid("oversize", None,
+                               f"payload of {len(raw)} bytes exceeds {max_bytes}")
+            ascii_only = raw.isascii()
+            if not ascii_only:
+                try:
+                    raw.decode()
+                except UnicodeDecodeError as exc:
+                    return _bounded(_utf8_error(raw, exc))
+            if raw.count(b"[") + raw.count(b"{") > max_depth and too_deep(raw, max_depth):
+                return Invalid("too_deep", None, f"JSON nested deeper than {max_depth} levels")
+            try:
+                event = decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                return _bounded(_validation_error(str(exc), types, enums))
+            except msgspec.DecodeError as exc:
+                return _bounded(_json_error(raw, exc))
+            if getattr(event, key_field) == "":
+                return Invalid("bad_key", key_field, f"{key_field} (the topic key) is empty")
+            if not ascii_only or b"\\" in raw or b"\x7f" in raw:  # where they can hide
+                for name in text_fields:
+                    value = getattr(event, name)
+                    if type(value) is str and not value.isprintable():
+                        return Invalid("bad_chars", name,
+                                       f"{name} contains control or invisible characters "
+                                       "(C0/C1 controls, bidi marks)")
+            return event
         except RecursionError:
             return Invalid("too_deep", None, "JSON nested too deeply to decode")
         except MemoryError:
             return Invalid("oversize", None, f"decoding {len(raw)} bytes ran out of memory")
         except Exception as exc:  # never raise on input: a bug here is one dead letter
             return internal_error(exc)
-
-    def check(raw: bytes) -> Any:
-        if len(raw) > max_bytes:
-            return Invalid("oversize", None, f"payload of {len(raw)} bytes exceeds {max_bytes}")
-        if not raw.isascii():
-            try:
-                raw.decode()
-            except UnicodeDecodeError as exc:
-                return _utf8_error(raw, exc)
-        if raw.count(b"[") + raw.count(b"{") > max_depth and too_deep(raw, max_depth):
-            return Invalid("too_deep", None, f"JSON nested deeper than {max_depth} levels")
-        try:
-            event = decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            return _validation_error(str(exc), types, enums)
-        except msgspec.DecodeError as exc:
-            return _json_error(raw, exc)
-        if getattr(event, key_field) == "":
-            return Invalid("bad_key", key_field, f"{key_field} (the topic key) is empty")
-        if b"\\" in raw or b"\x7f" in raw or not raw.isascii():  # where they can hide
-            for name in text_fields:
-                value = getattr(event, name)
-                if type(value) is str and not value.isprintable():
-                    return Invalid("bad_chars", name, f"{name} contains control or invisible "
-                                                      "characters (C0/C1 controls, bidi marks)")
-        return event
 
     decode.__name__ = f"decode_{topic}"
     return decode
