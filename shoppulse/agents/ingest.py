@@ -64,6 +64,7 @@ BROKER_TIMEOUT = 10.0
 #: would drop the sends pending when a longer stall began). Past it the worker
 #: stops rather than go on without them: a restart resumes from the checkpoint.
 SEND_TIMEOUT_MS = 300_000
+DEADLETTER_MAX_BYTES = 1_000_000  # longer payloads are dead-lettered truncated
 
 
 @dataclass
@@ -122,7 +123,8 @@ class Ingest(Service):
         self.checkpoint_topic = config.topic_name("checkpoints")
         self.deadletter_topic = config.topic_name("deadletter")
         self.decoders = {
-            t: compile_topic(t, spec, max_bytes=config.max_event_bytes)
+            t: compile_topic(t, spec, max_bytes=config.max_event_bytes,
+                             max_depth=config.max_event_depth)
             for t, spec in config.topics.items()
         }
         self.parts: dict[TopicPartition, PartitionState] = {}
@@ -319,8 +321,12 @@ class Ingest(Service):
                 ("shoppulse.field", (inv.field or "").encode()),
                 ("shoppulse.error", inv.message.encode()),
             ]
+            raw = raw if raw is not None else b""
+            if len(raw) > DEADLETTER_MAX_BYTES:  # any broker takes 1 MB; the header keeps the size
+                headers.append(("shoppulse.size", str(len(raw)).encode()))
+                raw = raw[:DEADLETTER_MAX_BYTES]
             futures.append(await self.producer.send(
-                self.deadletter_topic, raw if raw is not None else b"", key=key, headers=headers))
+                self.deadletter_topic, raw, key=key, headers=headers))
             log.warning("invalid event %s[%d]@%d -> %s: %s", tp.topic, tp.partition, offset,
                         self.deadletter_topic, inv.message)
         return futures

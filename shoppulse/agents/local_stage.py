@@ -19,6 +19,7 @@ replayable and crash-safe:
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
 from collections import defaultdict
@@ -42,7 +43,9 @@ from shoppulse.agents.plan import (
 )
 from shoppulse.agents.sessions import SessionTracker
 from shoppulse.streams.config import Config
-from shoppulse.streams.schemas import Invalid
+from shoppulse.streams.schemas import Invalid, internal_error
+
+log = logging.getLogger(__name__)
 
 # key of a partial: (metric index, label values, window start)
 PartKey = tuple[int, tuple[str, ...], float]
@@ -151,62 +154,66 @@ class PartitionAggregator:
         time_of = self.time_of
         id_of = self.id_of
         wm = self.wm
-        n = 0
         for rec in records:
-            ev = decode(rec.value)
-            if type(ev) is Invalid:
-                batch.invalid.append((rec.offset, rec.key, rec.value, ev))
-                continue
-            n += 1
-            ts = time_of(ev)
-            prev_wm = wm
-            if ts > wm:
-                wm = ts
-            if single:
-                start = ts // w0 * w0
-                if prev_wm >= start + w0 + grace:
-                    batch.late += 1
+            try:
+                ev = decode(rec.value)
+                if type(ev) is Invalid:
+                    batch.invalid.append((rec.offset, rec.key, rec.value, ev))
                     continue
-                starts: tuple[float, ...] = (start,)
-                late: tuple[bool, ...] = (False,)
-            else:
-                starts = tuple([ts // w * w for w in windows])
-                late = tuple([prev_wm >= s + w + grace
-                              for s, w in zip(starts, windows, strict=True)])
-                if all(late):
-                    batch.late += 1
-                    continue
-                if any(late):
-                    batch.late += 1  # late for the shorter windows only
-            if id_of is not None:
-                bucket = ts // max_w
-                ident = (id_of(ev), ts)
-                bucket_set = seen.get(bucket)
-                if bucket_set is None:
-                    bucket_set = seen[bucket] = set()
-                elif ident in bucket_set:
-                    batch.duplicates += 1
-                    continue
-                bucket_set.add(ident)
-            gkey = (starts, late, sig_of(ev))
-            groups[gkey] = groups.get(gkey, 0) + 1
-            if direct_all:
-                for fi in (direct.get(dget(ev), direct_all) if dget is not None else direct_all):
-                    f = feeds[fi]
-                    wi = feed_win[fi]
-                    if late[wi] or not f.filter(ev):
+                ts = time_of(ev)
+                prev_wm = wm
+                if ts > wm:
+                    wm = ts
+                if single:
+                    start = ts // w0 * w0
+                    if prev_wm >= start + w0 + grace:
+                        batch.late += 1
                         continue
-                    pkey = (f.metric, self._labels(f, ev), starts[wi])
-                    acc = acc_for(parts, pkey, ops[f.metric])
-                    acc[-1] += 1
-                    self._accumulate(f, acc, ev, pkey)
-            if sessions is not None and not late[session_win]:
-                sessions.observe(ev, ts, prev_wm, parts)
+                    starts: tuple[float, ...] = (start,)
+                    late: tuple[bool, ...] = (False,)
+                else:
+                    starts = tuple([ts // w * w for w in windows])
+                    late = tuple([prev_wm >= s + w + grace
+                                  for s, w in zip(starts, windows, strict=True)])
+                    if all(late):
+                        batch.late += 1
+                        continue
+                    if any(late):
+                        batch.late += 1  # late for the shorter windows only
+                if id_of is not None:
+                    bucket = ts // max_w
+                    ident = (id_of(ev), ts)
+                    bucket_set = seen.get(bucket)
+                    if bucket_set is None:
+                        bucket_set = seen[bucket] = set()
+                    elif ident in bucket_set:
+                        batch.duplicates += 1
+                        continue
+                    bucket_set.add(ident)
+                gkey = (starts, late, sig_of(ev))
+                groups[gkey] = groups.get(gkey, 0) + 1
+                if direct_all:
+                    for fi in (direct.get(dget(ev), direct_all) if dget is not None
+                               else direct_all):
+                        f = feeds[fi]
+                        wi = feed_win[fi]
+                        if late[wi] or not f.filter(ev):
+                            continue
+                        pkey = (f.metric, self._labels(f, ev), starts[wi])
+                        acc = acc_for(parts, pkey, ops[f.metric])
+                        acc[-1] += 1
+                        self._accumulate(f, acc, ev, pkey)
+                if sessions is not None and not late[session_win]:
+                    sessions.observe(ev, ts, prev_wm, parts)
+            except Exception as exc:  # a bug costs one dead letter, never the partition
+                batch.invalid.append((rec.offset, rec.key, rec.value, internal_error(exc)))
+                log.error("%s@%d: internal error, record dead-lettered", self.topic, rec.offset,
+                          exc_info=True)
         if records:
             batch.first = records[0].offset
             batch.last = records[-1].offset
         self.wm = wm
-        batch.events = n
+        batch.events = len(records) - len(batch.invalid)  # late and duplicates included
         self._count_groups(groups, batch)
         if sessions is not None:
             sessions.resolve(wm, parts)

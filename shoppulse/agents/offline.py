@@ -37,7 +37,8 @@ def run_offline(
     progress: dict[str, bytes] = {}
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
     stage = GlobalStage(plan, windows, progress, sources, cardinality_of(config, plan))
-    decoders = {t: compile_topic(t, s, max_bytes=config.max_event_bytes)
+    decoders = {t: compile_topic(t, s, max_bytes=config.max_event_bytes,
+                                max_depth=config.max_event_depth)
                 for t, s in config.topics.items()}
     for topic, spec in config.topics.items():
         for p in range(spec.partitions):

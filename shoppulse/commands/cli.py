@@ -100,20 +100,32 @@ def rules_test(file: str) -> None:
 @click.option("--broker", help=BROKER_HELP)
 @click.option("--web-port", type=int, default=None, help="port of /metrics (default 6066)")
 @click.option("--loglevel", default="warning", show_default=True)
+@click.option("--broker-wait", type=float, default=None, metavar="SECONDS",
+              help="give up (exit 1) if the broker is still unreachable after this; "
+                   "default: wait forever, retrying with backoff")
 def worker(config_path: str | None, broker: str | None, web_port: int | None,
-           loglevel: str) -> None:
+           loglevel: str, broker_wait: float | None) -> None:
     """Run a worker: ingest, windows, metrics on http://127.0.0.1:PORT/metrics."""
     from faust.worker import Worker
 
     from shoppulse.agents.app import create_app
-    from shoppulse.streams.broker import resolve_broker
-    from shoppulse.streams.topics import ensure_topics
+    from shoppulse.streams.broker import BrokerError, resolve_broker
+    from shoppulse.streams.topics import FOREVER, ensure_topics
 
     cfg = _config(config_path, broker)
-    bootstrap, embedded = resolve_broker(cfg.broker)
+    try:
+        bootstrap, embedded = resolve_broker(cfg.broker)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
     if embedded is not None:
         click.echo(f"embedded Kafka (Tansu) on {embedded.url}", err=True)
-    cfg = ensure_topics(cfg, bootstrap)
+    try:
+        cfg = ensure_topics(cfg, bootstrap, wait=FOREVER if broker_wait is None else broker_wait,
+                            notify=lambda line: click.echo(line, err=True))
+    except BrokerError as exc:
+        if embedded is not None:
+            embedded.stop()
+        raise click.ClickException(str(exc)) from None
     rt = create_app(cfg, bootstrap, web_port=web_port)
     port = rt.app.conf.web_port
     click.echo(f"shoppulse worker: metrics on http://127.0.0.1:{port}/metrics", err=True)
@@ -265,6 +277,20 @@ def bench_throughput(events: int, runs: int, as_json: bool) -> None:
     from shoppulse.commands.bench import throughput
 
     throughput(events=events, runs=runs, as_json=as_json)
+
+
+@bench.command("hostile")
+@click.option("--hostile", "n_hostile", default=100_000, show_default=True,
+              help="hostile messages (1 MB and 10 MB payloads included)")
+@click.option("--valid", "n_valid", default=100_000, show_default=True,
+              help="simulator events interleaved with them")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench_hostile(n_hostile: int, n_valid: int, seed: int, as_json: bool) -> None:
+    """Fuzz a live worker: dead-lettered, counted, crashes, valid exact, peak RSS."""
+    from shoppulse.commands.hostile import hostile_bench
+
+    hostile_bench(hostile=n_hostile, valid=n_valid, seed=seed, as_json=as_json)
 
 
 @bench.command("detect")

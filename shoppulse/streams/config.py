@@ -252,6 +252,7 @@ class Config(_Model):
     cardinality_period: Duration = 86400.0  # the kept values are ranked over one of these
     dimensions_keep: dict[str, list[str]] = Field(default_factory=dict)  # always kept
     max_event_bytes: int = Field(default=65536, ge=64)
+    max_event_depth: int = Field(default=64, ge=1, le=512)
     topics: dict[str, TopicSpec]
     metrics: list[MetricSpec] = Field(default_factory=list)
     detectors: dict[str, Any] = Field(default_factory=dict)

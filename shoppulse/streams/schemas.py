@@ -17,6 +17,16 @@ t(id='a', ts=1767225600.0, amount=3.0)
 Invalid(reason='out_of_range', field='amount', message='amount must be >= 0')
 >>> decode(b'{"id": "a", "ts": 1767225600}')
 Invalid(reason='missing_field', field='amount', message='amount is required but missing')
+>>> decode(b'{"id": "a", "ts": 1767225600, "amount": 3, "x": ' + b'[' * 65 + b']' * 65 + b'}')
+Invalid(reason='too_deep', field=None, message='JSON nested deeper than 64 levels')
+>>> decode(b'{"id": "a", "ts": 1767225600, "amount": 3, "x": "\\xff"}')
+Invalid(reason='bad_utf8', field='x', message='invalid UTF-8 in x at byte 49 (invalid start byte)')
+
+Nothing a producer sends makes the decoder raise: nesting is bounded by a
+bytes scan before parsing (msgspec recurses on the C stack's Python budget and
+raised ``RecursionError`` on ~1 000 levels), the whole payload must be UTF-8
+(msgspec checks only the strings it keeps, not unknown fields it skips), and
+any exception left is an ``internal_error`` carrying its text.
 """
 
 from __future__ import annotations
@@ -49,7 +59,16 @@ REASONS = (
     "bad_timestamp",
     "too_long",
     "bad_key",
+    "too_deep",
+    "bad_utf8",
+    "internal_error",
+    "bad_chars",
 )
+
+#: Longest ``field`` and ``message`` an :class:`Invalid` carries (they travel as
+#: dead-letter headers and log lines; a poison message must not make them huge).
+MAX_FIELD_CHARS = 128
+MAX_MESSAGE_CHARS = 512
 
 _JSON_TYPES = {"string": "string", "number": "number", "integer": "integer",
                "boolean": "boolean", "timestamp": "number"}
@@ -57,6 +76,12 @@ _PY_TYPES: dict[str, type] = {"string": str, "number": float, "integer": int,
                               "boolean": bool, "timestamp": float}
 _NONFINITE = re.compile(rb'"([^"\\]{1,128})"\s*:\s*-?(?:NaN|Infinity|inf)')
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
+# for the depth scan: escapes first (so an escaped quote ends no string), then strings
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_KEY_BEFORE = re.compile(rb'"([^"\\]{1,128})"\s*:\s*"$')
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,30 +148,117 @@ def event_type(topic: str, spec: TopicSpec) -> type[msgspec.Struct]:
     return msgspec.defstruct(topic, fields, forbid_unknown_fields=False, frozen=True)
 
 
-def compile_topic(topic: str, spec: TopicSpec, *, max_bytes: int = 65536) -> Decoder:
-    """Decode and validate one message of ``topic``: the event Struct, or :class:`Invalid`."""
+def compile_topic(
+    topic: str, spec: TopicSpec, *, max_bytes: int = 65536, max_depth: int = 64
+) -> Decoder:
+    """Decode and validate one message of ``topic``: the event Struct, or :class:`Invalid`.
+
+    The returned function never raises, whatever the bytes (a poison message must
+    cost one dead letter, never the partition).
+    """
     decoder = msgspec.json.Decoder(event_type(topic, spec))
     types = {name: f.type for name, f in spec.fields.items()}
     enums = {name: f.enum for name, f in spec.fields.items() if f.enum is not None}
     key_field = spec.key
+    # free-text fields become ids and label values: no control or invisible characters
+    text_fields = [n for n, f in spec.fields.items() if f.type == "string" and f.enum is None]
 
     def decode(raw: bytes | None) -> Any:
         if raw is None:
             return Invalid("bad_json", None, "empty message (tombstone)")
-        if len(raw) > max_bytes:
-            return Invalid("oversize", None, f"payload of {len(raw)} bytes exceeds {max_bytes}")
         try:
-            event = decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            return _validation_error(str(exc), types, enums)
-        except msgspec.DecodeError as exc:
-            return _json_error(raw, exc)
-        if getattr(event, key_field) == "":
-            return Invalid("bad_key", key_field, f"{key_field} (the topic key) is empty")
-        return event
+            if len(raw) > max_bytes:
+                return Invalid("oversize", None,
+                               f"payload of {len(raw)} bytes exceeds {max_bytes}")
+            ascii_only = raw.isascii()
+            if not ascii_only:
+                try:
+                    raw.decode()
+                except UnicodeDecodeError as exc:
+                    return _bounded(_utf8_error(raw, exc))
+            if raw.count(b"[") + raw.count(b"{") > max_depth and too_deep(raw, max_depth):
+                return Invalid("too_deep", None, f"JSON nested deeper than {max_depth} levels")
+            try:
+                event = decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                return _bounded(_validation_error(str(exc), types, enums))
+            except msgspec.DecodeError as exc:
+                return _bounded(_json_error(raw, exc))
+            if getattr(event, key_field) == "":
+                return Invalid("bad_key", key_field, f"{key_field} (the topic key) is empty")
+            if not ascii_only or b"\\" in raw or b"\x7f" in raw:  # where they can hide
+                for name in text_fields:
+                    value = getattr(event, name)
+                    if type(value) is str and not value.isprintable():
+                        return Invalid("bad_chars", name,
+                                       f"{name} contains control or invisible characters "
+                                       "(C0/C1 controls, bidi marks)")
+            return event
+        except RecursionError:
+            return Invalid("too_deep", None, "JSON nested too deeply to decode")
+        except MemoryError:
+            return Invalid("oversize", None, f"decoding {len(raw)} bytes ran out of memory")
+        except Exception as exc:  # never raise on input: a bug here is one dead letter
+            return internal_error(exc)
 
     decode.__name__ = f"decode_{topic}"
     return decode
+
+
+def too_deep(raw: bytes, limit: int) -> bool:
+    """Whether JSON ``raw`` nests arrays/objects deeper than ``limit``, without parsing it.
+
+    Linear C-speed passes (regex and bytes methods): strings are removed, the
+    brackets left are reduced by deleting innermost pairs at most ``limit`` times.
+    Unbalanced input counts its unmatched openers as depth (it is invalid anyway).
+    """
+    seq = _STRING.sub(b"", _ESCAPE.sub(b"", raw)).translate(_BRACKETS, _NOT_BRACKETS)
+    rounds = 0
+    while rounds <= limit:
+        shorter = seq.replace(b"()", b"")
+        if len(shorter) == len(seq):
+            break
+        seq = shorter
+        rounds += 1
+    return rounds + seq.count(b"(") > limit
+
+
+def internal_error(exc: BaseException) -> Invalid:
+    """``internal_error``: an unexpected exception on one record, with its text."""
+    return _bounded(Invalid("internal_error", None, f"{type(exc).__name__}: {exc}"))
+
+
+def _utf8_error(raw: bytes, exc: UnicodeDecodeError) -> Invalid:
+    """``bad_utf8``, naming the field when the bad byte sits inside a string value."""
+    field = None
+    head = raw[: exc.start]
+    quote = head.rfind(b'"')
+    if quote >= 0:
+        match = _KEY_BEFORE.search(head[max(0, quote - 200): quote + 1])
+        if match:
+            field = match.group(1).decode(errors="replace")
+    where = f" in {field}" if field else ""
+    return Invalid("bad_utf8", field, f"invalid UTF-8{where} at byte {exc.start} ({exc.reason})")
+
+
+def _bounded(result: Any) -> Any:
+    """Cap an :class:`Invalid`'s field and message and keep them encodable as UTF-8
+    (they become dead-letter headers and log lines)."""
+    if type(result) is not Invalid:
+        return result
+    field = result.field if result.field is None else _clip(result.field, MAX_FIELD_CHARS)
+    message = _clip(result.message, MAX_MESSAGE_CHARS)
+    if field is result.field and message is result.message:
+        return result
+    return Invalid(result.reason, field, message)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode()  # lone surrogates become '?'
+    return text
 
 
 def _json_error(raw: bytes, exc: Exception) -> Invalid:
@@ -177,7 +289,13 @@ def _validation_error(
         got = detail.removeprefix("Invalid enum value ")
         return Invalid("bad_enum", field, f"{field} must be one of {allowed}, got {got}")
     if detail == "Number out of range":
-        return Invalid("not_finite", field, f"{field} is infinite; JSON numbers must be finite")
+        if kind in ("number", "timestamp"):
+            return Invalid("not_finite", field,
+                           f"{field} is infinite; JSON numbers must be finite")
+        if kind == "integer":
+            return Invalid("out_of_range", field, f"{field} is too large an integer")
+        return Invalid("wrong_type", field, f"{field} must be {kind or 'its type'}: "
+                                            "got a number (out of range)")
     if " of length " in detail:
         return Invalid("too_long", field, f"{field} must be a {detail.split('`')[1]} "
                                           f"of length{detail.split('of length')[1]}")
