@@ -17,9 +17,10 @@ from typing import Any
 import orjson
 import pytest
 
+from shoppulse.agents.cardinality import cardinality_of
 from shoppulse.agents.global_stage import GlobalStage, encode_partials
 from shoppulse.agents.ingest import split_by_dest, tally_dest, window_spans, wm_json
-from shoppulse.agents.local_stage import DimensionCap, PartitionAggregator, Record
+from shoppulse.agents.local_stage import PartitionAggregator, Record
 from shoppulse.agents.plan import compile_plan
 from shoppulse.streams.config import load_config
 from shoppulse.streams.records import MetricPoint
@@ -56,13 +57,13 @@ class InProcess:
     def __init__(self, path: Path) -> None:
         self.config = load_config(path, env={})
         self.plan = compile_plan(self.config)
-        cap = DimensionCap(self.config.cardinality_cap)
         self.sources = [(t, p) for t, s in self.config.topics.items() for p in range(s.partitions)]
         self.aggs = {(t, p): PartitionAggregator(
-            self.config, self.plan, t, compile_topic(t, self.config.topics[t]), cap)
+            self.config, self.plan, t, compile_topic(t, self.config.topics[t]))
             for t, p in self.sources}
         self.offsets = dict.fromkeys(self.sources, 0)
-        self.stage = GlobalStage(self.plan, {}, {}, [f"{t}:{p}" for t, p in self.sources])
+        self.stage = GlobalStage(self.plan, {}, {}, [f"{t}:{p}" for t, p in self.sources],
+                                 cardinality_of(self.config, self.plan))
         self.points: list[MetricPoint] = []
         self.late: dict[str, int] = {}
 

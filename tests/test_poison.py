@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 
-from shoppulse.agents.local_stage import DimensionCap, PartitionAggregator, Record
+from shoppulse.agents.local_stage import PartitionAggregator, Record
 from shoppulse.agents.plan import compile_plan
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.schemas import REASONS, Invalid, compile_topic, too_deep
@@ -175,7 +175,7 @@ def test_record_that_raises_in_the_local_stage_is_dead_lettered_not_fatal(tmp_pa
     config = load_config(tmp_path / "payments.yaml", env={})
     plan = compile_plan(config)
     decode = compile_topic("payments", config.topics["payments"])
-    agg = PartitionAggregator(config, plan, "payments", decode, DimensionCap(50))
+    agg = PartitionAggregator(config, plan, "payments", decode)
     values = [1.5, 1.7e308, 2.25, 4.0]
     records = [Record(i, b"p", orjson.dumps({"event_id": f"e{i}", "ts": START + i,
                                               "payment_id": "p", "amount": v}))
