@@ -119,6 +119,34 @@ def episodes(flagged: Sequence[tuple[float, float]], window: float) -> list[tupl
     return out
 
 
+def first_alarm_end(
+    flagged: Sequence[tuple[float, float]], ends: Sequence[float], start: float, end: float,
+    window: float,
+) -> float | None:
+    """End of the first anomalous window that detects an incident over ``[start, end)``.
+
+    ``flagged``: one series' anomalous windows in time order, ``ends`` their window ends
+    (for the bisection). ``None`` when none overlaps ``[start, end + 2 windows)``.
+    """
+    i = bisect.bisect_right(ends, start)  # first window ending after start
+    if i < len(flagged) and flagged[i][0] < end + DETECT_TAIL_WINDOWS * window:
+        return flagged[i][1]
+    return None
+
+
+def false_episodes(
+    flagged: Sequence[tuple[float, float]], spans: Sequence[tuple[float, float]], window: float,
+    bridge: float | None = None,
+) -> int:
+    """Episodes of one series that overlap none of its protected ``spans`` (false alarms).
+
+    ``bridge``: the largest gap merged into one episode (default ``window``; 0 counts
+    every onset, i.e. every anomalous window after a non-anomalous one).
+    """
+    eps = episodes(flagged, window if bridge is None else bridge)
+    return sum(1 for es, ee in eps if not any(es < pe and ee > ps for ps, pe in spans))
+
+
 def _pct(xs: list[float], q: float) -> float | None:
     return float(np.percentile(xs, q)) if xs else None
 
@@ -140,13 +168,10 @@ def score_alarms(
     below: dict[str, list[int]] = {}
     for inc in truth:
         start, end = float(inc["start"]), float(inc["end"])
-        hi = end + DETECT_TAIL_WINDOWS * window
         first: float | None = None
         for key in inc["series"]:
-            flagged = alarms.get(key, ())
-            i = bisect.bisect_right(ends.get(key, []), start)  # first window ending after start
-            if i < len(flagged) and flagged[i][0] < hi:
-                we = flagged[i][1]
+            we = first_alarm_end(alarms.get(key, ()), ends.get(key, []), start, end, window)
+            if we is not None:
                 first = we if first is None else min(first, we)
         name = str(inc["scenario"])
         mag = inc.get("magnitude")
@@ -187,11 +212,10 @@ def score_alarms(
     false = 0
     worst: dict[str, int] = {}
     for key, flagged in alarms.items():
-        spans = protect.get(key, [])
-        for es, ee in episodes(flagged, window):
-            if not any(es < pe and ee > ps for ps, pe in spans):
-                false += 1
-                worst[key] = worst.get(key, 0) + 1
+        n_false = false_episodes(flagged, protect.get(key, []), window)
+        if n_false:
+            false += n_false
+            worst[key] = worst.get(key, 0) + n_false
     top = dict(sorted(worst.items(), key=lambda kv: -kv[1])[:10])
     return {
         "scenarios": scenarios,
