@@ -55,7 +55,6 @@ from shoppulse.commands.synthetic_series import (
     SeriesSpec,
     build,
     changed,
-    incident_frac,
     loglik,
     null_params,
     sample,
@@ -142,7 +141,7 @@ def oracle(data: Sequence[Series], *, budget: float = 1.0, calibration: float = 
         if not s.incidents:
             continue
         arl = series_arl(len(data), s.spec.window, budget)
-        null = NullSample(s.spec, int(math.ceil(calibration * arl)), rng)
+        null = NullSample(s.spec, math.ceil(calibration * arl), rng)
         for inc in s.incidents:
             h = null.threshold(inc, calibration)
             out[(s.spec.key, inc.start_index)] = {"h": h, "ttd": oracle_delay(s, inc, h)}

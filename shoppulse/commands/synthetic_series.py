@@ -108,9 +108,9 @@ class Series:
         w = self.spec.window
         if self.numerator is None or self.denominator is None:
             return [(t, t + w, v, None, None) for t, v in zip(self.ts.tolist(),
-                                                               self.value.tolist())]
+                                                               self.value.tolist(), strict=True)]
         return list(zip(self.ts.tolist(), (self.ts + w).tolist(), self.value.tolist(),
-                        self.numerator.tolist(), self.denominator.tolist()))
+                        self.numerator.tolist(), self.denominator.tolist(), strict=True))
 
 
 def _bump(h: np.ndarray) -> np.ndarray:
@@ -341,7 +341,7 @@ def incident_frac(inc: Incident) -> np.ndarray:
 def generate(spec: SeriesSpec, days: float, incidents: list[Incident],
              rng: np.random.Generator) -> Series:
     """The series over ``days`` with ``incidents`` applied to its parameters."""
-    n = int(round(days * DAY / spec.window))
+    n = round(days * DAY / spec.window)
     ts = START + spec.window * np.arange(n, dtype=float)
     p = null_params(spec, ts)
     for inc in incidents:
@@ -377,8 +377,8 @@ def build(n_series: int, days: float, seed: int, *, incident_free: float = 0.25,
                          window, rng)
         incidents: list[Incident] = []
         if rng.random() >= incident_free:
-            n = int(round(days * DAY / window))
-            first = int(math.ceil(warm_days * DAY / window))
+            n = round(days * DAY / window)
+            first = math.ceil(warm_days * DAY / window)
             gap = int(6 * 3600 / window)
             for _ in range(per_series):
                 inc = draw_incident(spec, str(rng.choice(scenarios_for(family))), 0, rng)
