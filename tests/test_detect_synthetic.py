@@ -18,9 +18,11 @@ from scipy import special
 
 from shoppulse.commands.cli import main
 from shoppulse.commands.detect_synthetic import (
+    KIND_PARAMS,
     NullSample,
     calibrate_h,
     cusum,
+    median_of_runs,
     onsets,
     oracle_delay,
     series_arl,
@@ -200,7 +202,10 @@ def test_bench_detect_synthetic_json_report() -> None:
             if sc["recall"] is not None:
                 assert 0.0 <= sc["recall"] <= 1.0
         assert r["false_alarms_per_day"] >= 0 and r["us_per_update"] > 0
-    assert out["told_kind"].get("count") == {"family": "count"}  # today's default takes it
+    # the default detector is told each metric's kind; the River baselines take none
+    assert set(out["told_kind"]) == {"count", "ratio", "sum", "real"}
+    assert all(len(p) == 1 and set(p) <= set(KIND_PARAMS) for p in out["told_kind"].values())
+    assert all(not b["told_kind"] for b in out["baselines"].values())
     assert out["updates"] == sum(round(2 * DAY / w) for w in _windows(out))
 
 
@@ -208,3 +213,31 @@ def _windows(out: dict) -> list[float]:
     from shoppulse.commands.synthetic_series import build
 
     return [s.spec.window for s in build(15, 2.0, 3)]
+
+
+def test_median_of_runs_takes_medians_sums_counts_and_rejudges_the_bar() -> None:
+    def run(seed: int, recall: float, fa: float, us: float, ratio: float | None) -> dict:
+        sc = {"drop": {"incidents": 4, "oracle_detectable": 3, "detected": 2, "recall": recall,
+                       "ttd_median_windows": 2.0 * seed, "ttd_p95_windows": 5.0,
+                       "ttd_ratio_to_oracle_median": ratio}}
+        if seed == 3:
+            sc["spike"] = {"incidents": 1, "oracle_detectable": 1, "detected": 1, "recall": 1.0,
+                           "ttd_median_windows": 1.0, "ttd_p95_windows": 1.0,
+                           "ttd_ratio_to_oracle_median": 1.0}
+        base = {"detector": "gaussian", "scenarios": sc, "false_alarms_per_day": 100.0 + seed}
+        return {"detector": "default", "seed": seed, "scenarios": sc, "series": 10,
+                "false_alarms_per_day": fa, "false_alarm_onsets": int(fa * 7),
+                "us_per_update": us, "baselines": {"gaussian": base}, "meets_bar": {"x": True}}
+
+    m = median_of_runs([run(1, 1.0, 0.5, 50.0, 1.2), run(2, 0.9, 3.0, 60.0, None),
+                        run(3, 0.96, 0.8, 200.0, 1.4)])
+    assert m["seeds"] == [1, 2, 3] and "seed" not in m and m["series"] == 10
+    assert m["scenarios"]["drop"]["recall"] == 0.96
+    assert m["scenarios"]["drop"]["ttd_median_windows"] == 4.0
+    assert m["scenarios"]["drop"]["ttd_ratio_to_oracle_median"] == pytest.approx(1.3)
+    assert m["scenarios"]["drop"]["incidents"] == 12  # counts add up
+    assert m["scenarios"]["spike"]["recall"] == 1.0  # present in one run only
+    assert m["false_alarms_per_day"] == 0.8 and m["false_alarm_onsets"] == 3 + 21 + 5
+    assert m["baselines"]["gaussian"]["false_alarms_per_day"] == 102.0
+    assert m["meets_bar"] == {"false_alarms_per_day": True, "recall": True,
+                              "ttd_ratio_to_oracle_median": True, "us_per_update": True}

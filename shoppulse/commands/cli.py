@@ -196,6 +196,8 @@ def bench_throughput(events: int, runs: int, as_json: bool) -> None:
               help="point-level benchmark on series of known law, against the oracle CUSUM")
 @click.option("--series", "n_series", default=200, show_default=True,
               help="--synthetic: number of series")
+@click.option("--runs", default=1, show_default=True,
+              help="--synthetic: seeds SEED.. SEED+RUNS-1, figures are their medians")
 @click.option("--rate", default=8.0, show_default=True, help="sessions/s at the daily peak")
 @click.option("--save-points", "save", type=click.Path(dir_okay=False),
               help="also write the metric points and ground truth to FILE (JSON lines)")
@@ -203,7 +205,7 @@ def bench_throughput(events: int, runs: int, as_json: bool) -> None:
               help="score the points of a --save-points FILE instead of simulating "
                    "(seconds instead of minutes; --days/--seed/--rate are the file's)")
 def bench_detect(days: float | None, as_json: bool, seed: int, synthetic: bool, n_series: int,
-                 rate: float, save: str | None, points: str | None) -> None:
+                 runs: int, rate: float, save: str | None, points: str | None) -> None:
     """Detectors on simulated days with injected incidents: recall, TTD, false alarms.
 
     With --synthetic: on generated series of known distribution, against the oracle."""
@@ -217,7 +219,7 @@ def bench_detect(days: float | None, as_json: bool, seed: int, synthetic: bool, 
         from shoppulse.commands.detect_synthetic import main_synthetic
 
         main_synthetic(n_series=n_series, days=7.0 if days is None else days, seed=seed,
-                       as_json=as_json)
+                       as_json=as_json, runs=runs)
         return
     detect(days=3.0 if days is None else days, as_json=as_json, seed=seed, rate=rate,
            save=save, points=points)
