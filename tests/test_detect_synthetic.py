@@ -20,8 +20,8 @@ from shoppulse.commands.cli import main
 from shoppulse.commands.detect_synthetic import (
     KIND_PARAMS,
     NullSample,
-    calibrate_h,
     cusum,
+    level_for,
     median_of_runs,
     onsets,
     oracle_delay,
@@ -120,11 +120,11 @@ def test_daily_rhythm_and_incidents_are_where_declared() -> None:
     assert abs(s.value[400:430] / base[400:430] - 0.5).max() < 0.2
 
 
-def test_calibrate_h_is_the_exact_level_of_the_allowed_onsets() -> None:
+def test_level_for_is_the_exact_level_of_the_allowed_onsets() -> None:
     rng = np.random.default_rng(1)
     s = cusum(rng.normal(-0.5, 1.0, 50_000))
     for allowed in (0, 3, 10):
-        h = calibrate_h(s, allowed)
+        h = level_for(s, allowed)
         assert onsets(s, h) <= allowed
         assert all(onsets(s, x) <= allowed for x in np.linspace(h, s.max() + 1, 200))
         assert onsets(s, float(np.nextafter(h, -np.inf))) > allowed
