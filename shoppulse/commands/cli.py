@@ -294,23 +294,41 @@ def bench_hostile(n_hostile: int, n_valid: int, seed: int, as_json: bool) -> Non
 
 
 @bench.command("detect")
-@click.option("--days", default=3.0, show_default=True, help="simulated days")
+@click.option("--days", type=float, default=None,
+              help="simulated days (default 3; 7 with --synthetic)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--seed", default=7, show_default=True, help="simulator and schedule seed")
+@click.option("--synthetic", is_flag=True,
+              help="point-level benchmark on series of known law, against the oracle CUSUM")
+@click.option("--series", "n_series", default=200, show_default=True,
+              help="--synthetic: number of series")
+@click.option("--runs", default=1, show_default=True,
+              help="--synthetic: seeds SEED.. SEED+RUNS-1, figures are their medians")
 @click.option("--rate", default=8.0, show_default=True, help="sessions/s at the daily peak")
 @click.option("--save-points", "save", type=click.Path(dir_okay=False),
               help="also write the metric points and ground truth to FILE (JSON lines)")
 @click.option("--points", type=click.Path(exists=True, dir_okay=False),
               help="score the points of a --save-points FILE instead of simulating "
                    "(seconds instead of minutes; --days/--seed/--rate are the file's)")
-def bench_detect(days: float, as_json: bool, seed: int, rate: float, save: str | None,
-                 points: str | None) -> None:
-    """Detectors on simulated days with injected incidents: recall, TTD, false alarms."""
+def bench_detect(days: float | None, as_json: bool, seed: int, synthetic: bool, n_series: int,
+                 runs: int, rate: float, save: str | None, points: str | None) -> None:
+    """Detectors on simulated days with injected incidents: recall, TTD, false alarms.
+
+    With --synthetic: on generated series of known distribution, against the oracle."""
     from shoppulse.commands.bench import detect
 
     if save and points:
         raise click.UsageError("--save-points and --points exclude each other")
-    detect(days=days, as_json=as_json, seed=seed, rate=rate, save=save, points=points)
+    if synthetic:
+        if save or points:
+            raise click.UsageError("--synthetic takes neither --save-points nor --points")
+        from shoppulse.commands.detect_synthetic import main_synthetic
+
+        main_synthetic(n_series=n_series, days=7.0 if days is None else days, seed=seed,
+                       as_json=as_json, runs=runs)
+        return
+    detect(days=3.0 if days is None else days, as_json=as_json, seed=seed, rate=rate,
+           save=save, points=points)
 
 
 @bench.command("alerts")

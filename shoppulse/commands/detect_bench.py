@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,9 +87,11 @@ def points_by_series(points: Iterable[Any]) -> dict[str, list[Point]]:
 
 
 def run_detector(
-    series: Mapping[str, Sequence[Any]], kind: str, window: float, params: Mapping[str, Any]
+    series: Mapping[str, Sequence[Any]], kind: str, window: float, params: Mapping[str, Any],
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, list[tuple[float, float]]], int, float]:
-    """Feed every series to a fresh detector; return alarmed windows, updates, seconds."""
+    """Feed every series to a fresh detector; return alarmed windows, updates, seconds
+    (of ``clock``: wall time by default, ``time.process_time`` for CPU time)."""
     alarms: dict[str, list[tuple[float, float]]] = {}
     n = 0
     elapsed = 0.0
@@ -98,11 +100,11 @@ def run_detector(
         rows = sorted((as_point(p) for p in pts), key=lambda r: r[0])
         flagged: list[tuple[float, float]] = []
         update = det.update
-        t0 = time.perf_counter()
+        t0 = clock()
         for ws, we, v, num, den in rows:
             if update(ws, v, numerator=num, denominator=den).anomalous:
                 flagged.append((ws, we))
-        elapsed += time.perf_counter() - t0
+        elapsed += clock() - t0
         n += len(rows)
         alarms[key] = flagged
     return alarms, n, elapsed
@@ -117,6 +119,34 @@ def episodes(flagged: Sequence[tuple[float, float]], window: float) -> list[tupl
         else:
             out.append((ws, we))
     return out
+
+
+def first_alarm_end(
+    flagged: Sequence[tuple[float, float]], ends: Sequence[float], start: float, end: float,
+    window: float,
+) -> float | None:
+    """End of the first anomalous window that detects an incident over ``[start, end)``.
+
+    ``flagged``: one series' anomalous windows in time order, ``ends`` their window ends
+    (for the bisection). ``None`` when none overlaps ``[start, end + 2 windows)``.
+    """
+    i = bisect.bisect_right(ends, start)  # first window ending after start
+    if i < len(flagged) and flagged[i][0] < end + DETECT_TAIL_WINDOWS * window:
+        return flagged[i][1]
+    return None
+
+
+def false_episodes(
+    flagged: Sequence[tuple[float, float]], spans: Sequence[tuple[float, float]], window: float,
+    bridge: float | None = None,
+) -> int:
+    """Episodes of one series that overlap none of its protected ``spans`` (false alarms).
+
+    ``bridge``: the largest gap merged into one episode (default ``window``; 0 counts
+    every onset, i.e. every anomalous window after a non-anomalous one).
+    """
+    eps = episodes(flagged, window if bridge is None else bridge)
+    return sum(1 for es, ee in eps if not any(es < pe and ee > ps for ps, pe in spans))
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -140,13 +170,10 @@ def score_alarms(
     below: dict[str, list[int]] = {}
     for inc in truth:
         start, end = float(inc["start"]), float(inc["end"])
-        hi = end + DETECT_TAIL_WINDOWS * window
         first: float | None = None
         for key in inc["series"]:
-            flagged = alarms.get(key, ())
-            i = bisect.bisect_right(ends.get(key, []), start)  # first window ending after start
-            if i < len(flagged) and flagged[i][0] < hi:
-                we = flagged[i][1]
+            we = first_alarm_end(alarms.get(key, ()), ends.get(key, []), start, end, window)
+            if we is not None:
                 first = we if first is None else min(first, we)
         name = str(inc["scenario"])
         mag = inc.get("magnitude")
@@ -187,11 +214,10 @@ def score_alarms(
     false = 0
     worst: dict[str, int] = {}
     for key, flagged in alarms.items():
-        spans = protect.get(key, [])
-        for es, ee in episodes(flagged, window):
-            if not any(es < pe and ee > ps for ps, pe in spans):
-                false += 1
-                worst[key] = worst.get(key, 0) + 1
+        n_false = false_episodes(flagged, protect.get(key, []), window)
+        if n_false:
+            false += n_false
+            worst[key] = worst.get(key, 0) + n_false
     top = dict(sorted(worst.items(), key=lambda kv: -kv[1])[:10])
     return {
         "scenarios": scenarios,
