@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from shoppulse.commands.cli import main
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.incidents import parse_incident
 from shoppulse.streams.records import Alert
@@ -43,6 +46,14 @@ def wait_for(bootstrap: str, cfg, done, timeout: float = 150.0) -> list[Alert]:
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read())
+
+
+def get_json_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def one_per_transition(got: list[Alert]) -> None:
@@ -101,6 +112,13 @@ def test_payment_outage_fires_and_resolves(kafka, app_name, workers, tmp_path):
     assert row["annotations"]["summary"].startswith("Payment success")
     tl = get_json(f"http://127.0.0.1:{w.port}/alerts/{firing.fingerprint}/timeline")
     assert [t["state"] for t in tl["transitions"]][:3] == ["pending", "firing", "resolved"]
+    assert get_json_status(f"http://127.0.0.1:{w.port}/alerts/0000000000000000/timeline") == 404
+    cli = CliRunner().invoke(main, ["alerts", "--url", f"http://127.0.0.1:{w.port}", "--all"],
+                             env={"COLUMNS": "250"})
+    assert cli.exit_code == 0 and RULE in cli.output and "payment_success_overall" in cli.output
+    cli = CliRunner().invoke(main, ["alerts", "--url", f"http://127.0.0.1:{w.port}",
+                                    firing.fingerprint], env={"COLUMNS": "250"})
+    assert cli.exit_code == 0 and cli.output.count(RULE) >= 1 and "firing" in cli.output
     with urllib.request.urlopen(w.metrics_url, timeout=10) as r:
         text = r.read().decode()
     assert f'shoppulse_alert_transitions_total{{rule="{RULE}",state="firing"}} 1.0' in text
