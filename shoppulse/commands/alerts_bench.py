@@ -219,7 +219,7 @@ def _worker(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Cloc
                 proc.wait(5)
 
 
-def alerts(*, rate: float = 200.0, seconds: float = 10.0, burst: int = 2000, runs: int = 1,
+def alerts(*, rate: float = 20.0, seconds: float = 10.0, burst: int = 500, runs: int = 1,
            as_json: bool = False) -> dict[str, Any]:
     say = (lambda *a: None) if as_json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     secret = secrets.token_hex(16)
