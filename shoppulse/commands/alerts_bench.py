@@ -106,7 +106,10 @@ async def _raw_forwarder(bootstrap: str, topic: str, url: str, secret: str,
     import aiohttp
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    from shoppulse.agents.transport import FETCH_MAX_WAIT_MS  # the worker's, for fairness
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic) or set()
@@ -182,7 +185,7 @@ def _baseline(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Cl
     while not ready.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        return _phases(broker.bootstrap, topic, clock, "base", **kw)
+        return _phases(broker.bootstrap, topic, clock, f"base-{app}", **kw)
     finally:
         loop.call_soon_threadsafe(stop.set)
         t.join(10)
@@ -221,7 +224,7 @@ def _worker(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Cloc
                 proc.wait(5)
 
 
-def alerts(*, rate: float = 200.0, seconds: float = 10.0, burst: int = 2000, runs: int = 1,
+def alerts(*, rate: float = 20.0, seconds: float = 10.0, burst: int = 500, runs: int = 1,
            as_json: bool = False) -> dict[str, Any]:
     say = (lambda *a: None) if as_json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     secret = secrets.token_hex(16)

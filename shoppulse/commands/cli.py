@@ -332,9 +332,9 @@ def bench_detect(days: float | None, as_json: bool, seed: int, synthetic: bool, 
 
 
 @bench.command("alerts")
-@click.option("--rate", default=200.0, show_default=True, help="paced transitions/s")
+@click.option("--rate", default=20.0, show_default=True, help="paced transitions/s")
 @click.option("--seconds", default=10.0, show_default=True, help="length of the paced phase")
-@click.option("--burst", default=2000, show_default=True, help="transitions produced at once")
+@click.option("--burst", default=500, show_default=True, help="transitions produced at once")
 @click.option("--runs", default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def bench_alerts(rate: float, seconds: float, burst: int, runs: int, as_json: bool) -> None:
