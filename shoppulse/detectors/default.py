@@ -1,47 +1,44 @@
-"""The default detector: seasonal forecast judged with count- and ratio-aware tails.
+"""The default detector: seasonal forecast judged under the family the series has.
 
-Why: the same threshold must be right for 3 and for 3 000 events a window. It is the
+Why: the same threshold must be right for 3 and for 3 000 events a window, and for a
+temperature as for a conversion rate. It is the
 :class:`~shoppulse.detectors.forecast.ForecastDetector` (seasonal baseline, CUSUM,
-protected learning, re-baselining) with the residual judged under the distribution the
-series actually has (``family``, detected from the data unless given):
+calibrated score, alarm episodes, protected learning, re-baselining) with the residual
+judged under the distribution of the metric's *kind*, which the pipeline knows from the
+config (``family``, see :func:`family_for`):
 
-``ratio``
+``count`` (config kinds count, session, distinct)
+    quasi-Poisson, ``Var = phi * mu``, ``phi >= 1``.
+``sum`` (kind sum: GMV)
+    compound Poisson, ``Var = phi * mu`` where ``phi`` is about the size of one event.
+``ratio`` (kind ratio)
     numerator and denominator given with ``0 <= numerator <= denominator``. The baseline
     forecasts the rate; the observed numerator is judged against Binomial(denominator,
     rate) widened by the over-dispersion ``phi >= 1`` (quasi-binomial). 0 of 3 at a 3 %
-    rate is noise; 0 of 3 000 is an outage.
-``rate``
-    a ratio series whose numerator later exceeds its denominator in whole events: the
-    numerator counts other events than the denominator's (refunds of earlier orders per
-    order placed now). The observed numerator is judged against quasi-Poisson with mean
-    ``denominator * rate``.
-``mean``
-    numerator and denominator given with ``numerator > denominator`` from the first point,
-    or with a non-integer numerator above the denominator: an average such as
-    order value = GMV / orders. Positive averages are skewed, so they are judged on the
-    log scale with ``Var(log value) = phi / denominator`` and Student-t tails.
-``count``
-    non-negative integers (orders, sessions): quasi-Poisson, ``Var = phi * mu``,
-    ``phi >= 1``. Non-negative values that are not all integers (GMV) are *sums*:
-    compound Poisson, ``Var = phi * mu`` where ``phi`` is about the size of one event, with
-    Student-t tails because single large events make them heavy.
-``gauss``
-    anything else (a negative value was seen): Student-t with variance ``phi``.
+    rate is noise; 0 of 3 000 is an outage. A ratio whose numerator later exceeds its
+    denominator in whole events becomes a ``rate`` (refunds of earlier orders per order
+    placed now: quasi-Poisson numerator with mean ``denominator * rate``), and with a
+    non-integer numerator above the denominator a ``mean``.
+``mean`` (a ratio whose numerator sums a field: average order value)
+    judged on the log scale with ``Var(log value) = phi / denominator``.
+``real`` (kind quantile, and every series of unknown kind: ``auto`` without a ratio)
+    robust location-scale of the forecast detector: variance-to-level relation learned,
+    log scale for positive skewed values, band in the series' own units. Integer values
+    are *not* taken as counts: only the config says a series counts events.
 
-With ``family="auto"`` the family is decided by the data and may change once in a while:
-ratio -> rate (whole numerator) or mean at the first ``numerator > denominator``,
-rate -> mean at a non-integer numerator, count -> sum at the first
-non-integer value, count/sum -> gauss at the first negative value. The over-dispersion is
-then re-learned and the warm-up restarts (``warming_up=True`` again), because the old
-estimate is in the wrong units. A ratio series' point without its denominator is not
-judged and not learned.
+``auto`` (the default) picks ``ratio``/``rate``/``mean`` from a ratio point's numerator
+and denominator, and ``real`` otherwise. A family switch (ratio -> rate -> mean)
+re-learns the over-dispersion and restarts the warm-up, because the old estimate is in
+the wrong units. A ratio series' point without its denominator is not judged and not
+learned; a count or sum below zero is not judged either.
 
 ``phi`` = EWMA(squared residual) / EWMA(variance the family predicts), winsorised, learned
 at reduced weight during alarms, half-life ``dispersion_halflife``: minute-to-minute
 jitter beyond Poisson/binomial noise widens the limits instead of alarming.
 
 Minimum effect: the null is shifted by ``max(min_effect * expected, min_events)`` events
-(sums: ``min_events`` events of typical size; averages: ``min_effect`` relative), so tiny
+(sums: ``min_events`` events of typical size; averages: ``min_effect`` relative;
+``real``: ``min_abs`` only), so tiny
 but significant changes on huge series do not count. Ratios and rates instead take
 ``max(min_effect * q, estimate_z * sqrt(q / n))`` where ``q`` is the expected rate of the
 rarer outcome and ``n`` the trials behind that estimate (the recent level's memory times
@@ -83,11 +80,30 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from shoppulse.detectors.baseline import decay
 from shoppulse.detectors.evidence import Z_MIN, binomial_z, gauss_z, poisson_z
 from shoppulse.detectors.forecast import Evidence, ForecastDetector
 from shoppulse.detectors.quantile import RollingBand
 
-FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "gauss")
+FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "real", "gauss", "quantile")
+"""Accepted ``family`` values; ``gauss`` and ``quantile`` mean ``real``."""
+ALIASES = {"gauss": "real", "quantile": "real"}
+METRIC_FAMILY = {"count": "count", "session": "count", "distinct": "count", "sum": "sum",
+                 "ratio": "ratio", "quantile": "real"}
+"""Family of each metric kind of the config (``streams.config.MetricKind``)."""
+
+
+def family_for(kind: str | None, sum_numerator: bool = False) -> str:
+    """The detector family for a metric of config ``kind``: ``auto`` when unknown.
+
+    A ratio whose numerator sums a field (average order value) is an average (``mean``).
+
+    >>> family_for("session"), family_for("ratio"), family_for("ratio", True), family_for(None)
+    ('count', 'ratio', 'mean', 'auto')
+    """
+    if kind == "ratio" and sum_numerator:
+        return "mean"
+    return METRIC_FAMILY.get(kind or "", "auto")
 
 
 class DefaultDetector(ForecastDetector):
@@ -110,26 +126,24 @@ class DefaultDetector(ForecastDetector):
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
         super().__init__(**params)
+        family = ALIASES.get(family, family)
         self.family_param = family
-        self.family: str | None = None if family == "auto" else family
+        self.family: str | None = None if family in ("auto", "ratio") else family
         if self.family in ("ratio", "rate"):
             self.baseline.beta = 0.0  # see _switch
         self.positive = True  # a "mean" series judged on the log scale
         self.min_events = min_events
         self.estimate_z = estimate_z
-        a = self.baseline.alpha
-        self.memory = (2.0 - a) / a  # windows behind the recent level (EWMA effective size)
         self.den_avg: float | None = None
         self.confirm_span = confirm_span
         self.confirm_margin = confirm_margin
-        self.band: RollingBand | None = None
-        if confirm_margin is not None:
-            self.band = RollingBand(
-                round(confirm_span / self.window),
-                min_effect=0.0,
-                tail_df=None,
-                learn_clip=self.learn_clip,
-            )
+        self.band: RollingBand | None = None  # made once the cadence is known
+
+    @property
+    def memory(self) -> float:
+        """Windows behind the recent level (the EWMA's effective size at this cadence)."""
+        a = decay(self.cadence, self.halflife)
+        return (2.0 - a) / a
 
     def _dispersion(self) -> float | None:
         disp = self.disp if self.disp_known else None
@@ -153,24 +167,24 @@ class DefaultDetector(ForecastDetector):
     def _observed(self, value: float, num: float | None, den: float | None) -> float | None:
         fam = self.family
         ratio_point = num is not None and den is not None
-        if self.family_param == "auto":
+        if self.family_param in ("auto", "ratio"):
             new = fam
             if fam is None:
                 if ratio_point:
                     new = "ratio" if num <= den else "mean"  # type: ignore[operator]
-                else:
-                    new = "gauss" if value < 0 else ("count" if value.is_integer() else "sum")
+                elif self.family_param == "auto":
+                    new = "real"  # unknown kind: robust location-scale, whatever the values
             elif fam == "ratio" and ratio_point and num > den:  # type: ignore[operator]
                 new = "rate" if num.is_integer() else "mean"  # type: ignore[union-attr]
             elif fam == "rate" and ratio_point and not num.is_integer():  # type: ignore[union-attr]
                 new = "mean"
-            elif fam in ("count", "sum") and not ratio_point and value < 0:
-                new = "gauss"
-            elif fam == "count" and not ratio_point and not value.is_integer():
-                new = "sum"
+            if new is None:
+                return None
             if new != fam:
-                self._switch(new)  # type: ignore[arg-type]
+                self._switch(new)
                 fam = new
+        if fam == "real":
+            return value
         if fam in ("count", "sum") and value < 0:  # a pinned family outside its domain
             return None
         if fam in ("ratio", "rate", "mean"):
@@ -307,7 +321,7 @@ class DefaultDetector(ForecastDetector):
             z_up, z_dn = poisson_z(value, m + d, m - d, phi)
             sd = math.sqrt(phi * m)
             return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip)
-        return super()._evidence(mu, value, num, den)
+        return super()._evidence(mu, value, num, den)  # real: robust location-scale
 
     def _first_resid(self, mu: float, value: float, den: float | None) -> tuple[float, float]:
         """Squared residual and model variance used to seed the dispersion."""
@@ -317,16 +331,20 @@ class DefaultDetector(ForecastDetector):
             return (value - mu) ** 2, 1.0 / den
         if self.family == "sum":
             return (value - mu) ** 2, max(mu, 0.0)
-        return (value - mu) ** 2, 1.0
+        return (value - mu) ** 2, self._gain(mu)
 
     # -- second opinion: the recent range ---------------------------------------------
     def _confirm(self, obs: float, ev: Evidence, warming: bool) -> Evidence:
         """Cap the evidence by the rolling band's (plus ``confirm_margin``) and learn."""
-        if self.band is None or self.confirm_margin is None or not self.disp_known:
+        if self.confirm_margin is None or not self.disp_known or not self.cadence_known:
             return ev
+        if self.band is None:
+            size = max(12, round(self.confirm_span / self.cadence))
+            self.band = RollingBand(size, min_effect=0.0, tail_df=None,
+                                    learn_clip=self.learn_clip)
         r = ev.std_resid
         j = self.band.judge(r)
-        if not self.cusum.active:  # frozen while alarming: keeps the pre-incident range
+        if not self.episode.active:  # frozen while alarming: keeps the pre-incident range
             self.band.learn(r, j, clip=not warming)
         if j is None:
             return ev
