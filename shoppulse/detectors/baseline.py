@@ -98,6 +98,7 @@ class SeasonalBaseline:
         self.raw_num = 0.0
         self.raw_den = 0.0
         self.additive = False
+        self.n = 0  # points learned
 
     # -- reading -------------------------------------------------------------------
     def slot_of(self, ts: float) -> int:
@@ -171,6 +172,7 @@ class SeasonalBaseline:
         cadence: float | None = None,
         prof_y: float | None = None,
         prof_weight: float | None = None,
+        halflife: float | None = None,
     ) -> None:
         """Learn ``y`` observed at ``ts`` (standing for ``dt`` seconds) with ``weight``.
 
@@ -178,7 +180,7 @@ class SeasonalBaseline:
         information weight (1 for counts, relative denominator for ratios): they feed a
         shadow level that :meth:`rebase` adopts when a shift is accepted as the new normal.
         ``prof_y``/``prof_weight`` (default ``y``/``weight``) are what the profile learns.
-        ``cadence`` (if known) creates the profile.
+        ``cadence`` (if known) creates the profile; ``halflife`` overrides the level's.
         """
         raw = y if raw is None else raw
         prof_y = y if prof_y is None else prof_y
@@ -190,7 +192,9 @@ class SeasonalBaseline:
             self._make_profile(cadence)
             self.center = 0.5 * cadence
         # never shorter than 3 points: at hourly cadence the level still averages a few
-        alpha = decay(dt, max(self.halflife, 3.0 * (cadence or dt)))
+        alpha = decay(dt, max(halflife or self.halflife, 3.0 * (cadence or dt)))
+        self.n += 1
+        alpha = max(alpha, 1.0 / self.n)  # a running mean until the half-life is reached
         prof = self.profile(ts)
         # shadow level: what the level would be without protection
         a_raw = min(1.0, alpha * info)

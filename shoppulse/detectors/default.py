@@ -36,10 +36,17 @@ learned; a count or sum below zero is not judged either.
 at reduced weight during alarms, half-life ``dispersion_halflife``: minute-to-minute
 jitter beyond Poisson/binomial noise widens the limits instead of alarming.
 
-Minimum effect: the null is shifted by ``max(min_effect * expected, min_events)`` events
-(sums: ``min_events`` events of typical size; averages: ``min_effect`` relative;
-``real``: ``min_abs`` only), so tiny
-but significant changes on huge series do not count. Ratios and rates instead take
+Evidence: log-likelihood ratios of a bank of alternatives (counts, sums, rates: the
+mean x 0.25 ... x 3, quasi-Poisson; ratios: the odds x 0.25 ... x 3, quasi-binomial;
+averages and ``real``: Gaussian shifts of 0.75 ... 3 sigmas) against the null, summed by
+the CUSUM. Thin series keep their evidence (0 events where 2 were expected is worth a
+likelihood ratio of e^1 against a halving).
+
+Minimum effect: the null is shifted by ``max(min_effect * expected, estimate_z * sd /
+sqrt(memory))`` (counts and sums: the forecast itself is an average of about ``memory``
+windows, so it is off by its standard error now and then; averages: ``min_effect``
+relative; ``real``: ``min_abs`` only), so tiny but significant changes on huge series do
+not count. Ratios and rates instead take
 ``max(min_effect * q, estimate_z * sqrt(q / n))`` where ``q`` is the expected rate of the
 rarer outcome and ``n`` the trials behind that estimate (the recent level's memory times
 the usual denominator): relative to the rate, and shrinking with volume. An absolute
@@ -61,8 +68,8 @@ bound the values adding at most ``band_z`` sigmas of evidence (at this window's
 denominator for ratios and averages).
 
 Parameters: those of :class:`~shoppulse.detectors.forecast.ForecastDetector`, and
-``family`` ("auto"), ``min_events`` (3, counts and sums), ``estimate_z`` (2, ratios and
-rates), ``confirm_span`` (3 600 s), ``confirm_margin`` (1).
+``family`` ("auto"), ``min_events`` (3, kept for compatibility, unused), ``estimate_z``
+(2), ``confirm_span`` (3 600 s), ``confirm_margin`` (1).
 
 >>> det = DefaultDetector()
 >>> for i in range(300):  # a healthy 3 % conversion at ~1 000 sessions a window
@@ -81,10 +88,25 @@ import math
 from typing import Any
 
 from shoppulse.detectors.baseline import decay
-from shoppulse.detectors.evidence import Z_MIN, binomial_z, gauss_z, poisson_z
+from shoppulse.detectors.evidence import (
+    Z_MIN,
+    binomial_llrs,
+    binomial_z,
+    gauss_z,
+    poisson_llrs,
+    poisson_z,
+)
 from shoppulse.detectors.forecast import Evidence, ForecastDetector
 from shoppulse.detectors.quantile import RollingBand
 
+LEVEL_EVENTS = 100.0
+"""Events (of the rarer outcome) the recent level of a count/ratio series averages."""
+WARMUP_EVENTS = 20.0
+"""Events a count or ratio series must have shown before it is judged."""
+SLOT_EVENTS = 50.0
+"""Events a profile slot should see a day (fewer slots for thinner series)."""
+MAX_LEVEL_HALFLIFE = 2 * 86400.0
+"""Longest half-life of the recent level (the daily profile carries the rest)."""
 FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "real", "gauss", "quantile")
 """Accepted ``family`` values; ``gauss`` and ``quantile`` mean ``real``."""
 ALIASES = {"gauss": "real", "quantile": "real"}
@@ -135,6 +157,9 @@ class DefaultDetector(ForecastDetector):
         self.min_events = min_events
         self.estimate_z = estimate_z
         self.den_avg: float | None = None
+        self.events_seen = 0.0
+        self.trials_seen = 0.0
+        self.successes_seen = 0.0
         self.confirm_span = confirm_span
         self.confirm_margin = confirm_margin
         self.band: RollingBand | None = None  # made once the cadence is known
@@ -142,8 +167,59 @@ class DefaultDetector(ForecastDetector):
     @property
     def memory(self) -> float:
         """Windows behind the recent level (the EWMA's effective size at this cadence)."""
-        a = decay(self.cadence, self.halflife)
+        a = decay(self.cadence, self.level_halflife())
         return (2.0 - a) / a
+
+    def level_halflife(self) -> float:
+        """At least ``LEVEL_EVENTS`` events behind the recent level: a conversion of 1
+        purchase a window is not re-estimated from the last three windows."""
+        base = max(self.halflife, 3.0 * self.cadence)
+        events = self.events_per_window
+        if events is None or events <= 0.0:
+            return base
+        return min(max(base, self.cadence * LEVEL_EVENTS / events), MAX_LEVEL_HALFLIFE)
+
+    @property
+    def warming_up(self) -> bool:
+        """The time warm-up, and for families that count events until ``WARMUP_EVENTS``
+        of them (the rarer outcome for ratios) have been seen: a level is not known from
+        a few empty windows."""
+        if super().warming_up:
+            return True
+        return self.family in ("count", "ratio", "rate", "sum") and self.events_seen < WARMUP_EVENTS
+
+    def _profile_ready(self) -> bool:
+        """After the warm-up, with slots that each see ``SLOT_EVENTS`` events a day: a
+        thin series gets a coarse profile (a conversion of 1 purchase a window: 6 slots
+        of 4 hours), a busy one 15-minute slots."""
+        if self.baseline.slots:
+            return True
+        if self.warming_up:
+            return False
+        events = self.events_per_window
+        if events is not None:
+            per_day = events * self.period / self.cadence
+            self.baseline.max_slots = max(4, min(self.slots, int(per_day / SLOT_EVENTS)))
+        return True
+
+    @property
+    def events_per_window(self) -> float | None:
+        """Typical events a window (the rarer outcome for ratios), ``None`` if unknown."""
+        b = self.baseline
+        lvl = b.raw_level
+        if lvl is None:
+            return None
+        fam = self.family
+        if fam == "ratio" and self.den_avg:
+            return self.den_avg * max(min(lvl, 1.0 - lvl), 1e-6)
+        if fam == "rate" and self.den_avg:
+            return self.den_avg * max(lvl, 1e-6)
+        if fam == "count":
+            return max(lvl, 1e-3)
+        if fam == "sum":
+            phi = self._dispersion() or 1.0
+            return max(lvl, 1e-3) / max(phi, 1e-9)
+        return None
 
     def _dispersion(self) -> float | None:
         disp = self.disp if self.disp_known else None
@@ -185,6 +261,7 @@ class DefaultDetector(ForecastDetector):
                 fam = new
         if fam == "real":
             return value
+        self._count_events(fam, value, num, den)
         if fam in ("count", "sum") and value < 0:  # a pinned family outside its domain
             return None
         if fam in ("ratio", "rate", "mean"):
@@ -205,6 +282,24 @@ class DefaultDetector(ForecastDetector):
             )
             return num / den  # type: ignore[operator]
         return value
+
+    def _count_events(self, fam: str | None, value: float, num: float | None,
+                      den: float | None) -> None:
+        """Events seen so far (the rarer outcome for ratios), for the warm-up."""
+        if self.events_seen >= WARMUP_EVENTS:
+            return
+        if fam == "ratio" and num is not None and den is not None:
+            self.trials_seen += den
+            self.successes_seen += num
+            self.events_seen = min(self.successes_seen, self.trials_seen - self.successes_seen)
+        elif fam == "rate" and num is not None:
+            self.events_seen += num
+        elif fam == "count" and value >= 0:
+            self.events_seen += value
+        elif fam == "sum" and value > 0:
+            self.events_seen += 1.0  # windows with some amount: event sizes are unknown
+        elif fam == "mean":
+            self.events_seen = WARMUP_EVENTS
 
     def _estimate_error(self, q: float) -> float:
         """``estimate_z`` standard errors of an expected rate ``q`` (of the rarer outcome).
@@ -248,6 +343,7 @@ class DefaultDetector(ForecastDetector):
                 den * p * (1.0 - p),
                 sd * den,
                 (value - p) / sd,
+                tuple(binomial_llrs(num, den, p + d, p - d, phi)),
             )
         if fam == "rate" and num is not None and den is not None:
             # events per unit of the denominator: quasi-Poisson numerator, mean den * rate
@@ -268,6 +364,7 @@ class DefaultDetector(ForecastDetector):
                 m,
                 sd * den,
                 (value - p) / sd,
+                tuple(poisson_llrs(num, den * (p + d), den * max(0.0, p - d), phi)),
             )
         if fam == "mean" and den is not None:
             if self.positive and mu > 0.0 and value > 0.0:
@@ -308,19 +405,22 @@ class DefaultDetector(ForecastDetector):
                 (value - mu) / sd,
             )
         if fam == "sum":
-            # compound Poisson: phi ~ the size of one event, so min_events * phi is
-            # "min_events events"; the variance is floored at one event's worth
+            # compound Poisson: phi ~ the size of one event; quasi-Poisson ratios of x / phi
             m = max(mu, 0.0)
             sd = math.sqrt(phi * max(m, phi)) + 1e-9 * (1.0 + m)
-            d = max(self.min_effect * m, self.min_events * phi, self.min_abs)
+            d = max(self.min_effect * m, self.estimate_z * sd / math.sqrt(self.memory),
+                    self.min_abs)
             z_up, z_dn = gauss_z(value, m + d, m - d, sd, self.tail_df)
-            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip)
+            llr = poisson_llrs(value, max(m + d, phi), m - d, phi)
+            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip, llr)
         if fam == "count":
             m = max(mu, 1e-3)
-            d = max(self.min_effect * m, self.min_events, self.min_abs)
-            z_up, z_dn = poisson_z(value, m + d, m - d, phi)
             sd = math.sqrt(phi * m)
-            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip)
+            d = max(self.min_effect * m, self.estimate_z * sd / math.sqrt(self.memory),
+                    self.min_abs)
+            z_up, z_dn = poisson_z(value, m + d, m - d, phi)
+            llr = poisson_llrs(value, m + d, m - d, phi)
+            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip, llr)
         return super()._evidence(mu, value, num, den)  # real: robust location-scale
 
     def _first_resid(self, mu: float, value: float, den: float | None) -> tuple[float, float]:
@@ -354,9 +454,9 @@ class DefaultDetector(ForecastDetector):
 
 def _non_negative(
     value: float, m: float, d: float, sd: float, z_up: float, z_dn: float, bz: float,
-    clip: float,
+    clip: float, llr: list[float],
 ) -> Evidence:
     """Evidence of a count or sum: band floored at 0, learned value winsorised at ``clip``."""
     y = min(m + clip * sd, max(max(0.0, m - clip * sd), value))
     return Evidence(z_up, z_dn, max(0.0, m - d - bz * sd), m + d + bz * sd, y, 1.0,
-                    (value - m) ** 2, m, sd, (value - m) / sd)
+                    (value - m) ** 2, m, sd, (value - m) / sd, tuple(llr))

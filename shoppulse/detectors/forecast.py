@@ -2,8 +2,8 @@
 
 Why: the daily rhythm is the main nuisance of business series. The forecast comes from
 :class:`~shoppulse.detectors.baseline.SeasonalBaseline`; the residual is judged against
-the forecast shifted by the minimum effect and accumulated by a two-sided
-:class:`~shoppulse.detectors.persistence.Cusum`; the alarm is an
+the forecast shifted by the minimum effect, as log-likelihood ratios of a bank of
+alternatives accumulated by a :class:`~shoppulse.detectors.persistence.Cusum`; the alarm is an
 :class:`~shoppulse.detectors.persistence.Episode` (cool-down in seconds) and the score a
 calibrated surprise (:func:`~shoppulse.detectors.persistence.surprise_score`).
 
@@ -16,7 +16,8 @@ while the level has hardly moved). Series with a negative value use the EWMA of 
 winsorised squared residual (additive noise). Positive series with ``b >= 1.5``
 (latencies, prices, traffic) are judged on the log scale. Tails are Gaussian: a 20 sigma
 point is 20 sigma. No relative minimum effect (a temperature has no natural zero): only
-``min_abs``; the CUSUM allowance ``k`` does the rest. The band is in the series' own units.
+``min_abs``; the CUSUM's smallest alternative (1 sigma) does the rest. The band is in
+the series' own units.
 
 Protection of the model: every point is learned winsorised at ``learn_clip`` sigmas, with
 a weight falling from 1 (CUSUM statistic 0) to ``anomaly_weight`` (statistic at ``h``,
@@ -50,8 +51,8 @@ Parameters (besides ``window``, ``period``, ``warmup``, ``seed`` of
     memory of the residual scale (at least 12 points: a scale needs a few residuals).
 ``min_effect`` (0.1), ``min_abs`` (0)
     minimum effect: relative (count, sum, ratio families) and absolute.
-``k`` (1), ``h`` (5), ``z_cap`` (6.5)
-    CUSUM allowance, threshold and per-window cap, in sigmas.
+``h`` (12)
+    CUSUM threshold, in log-likelihood ratio (nats).
 ``cooldown`` (900 s)
     the statistic must stay below ``h / 2`` this long before an episode ends.
 ``bonferroni`` (1 000)
@@ -84,8 +85,8 @@ from typing import NamedTuple
 
 from shoppulse.detectors.base import Detector, Step
 from shoppulse.detectors.baseline import SeasonalBaseline, decay
-from shoppulse.detectors.evidence import Z_MIN, gauss_z
-from shoppulse.detectors.persistence import Cusum, Episode, point_tail, surprise_score
+from shoppulse.detectors.evidence import Z_MIN, gauss_llrs, gauss_z
+from shoppulse.detectors.persistence import Cusum, Episode, surprise_score, window_tail
 
 LOG_CHI2_BIAS = 1.2704
 """``-E[log chi2_1]``: the mean log squared residual sits this far below the log variance."""
@@ -112,6 +113,7 @@ class Evidence(NamedTuple):
     base_var: float  # ... and the variance the model expects before over-dispersion
     sd: float = math.inf  # the noise sd used for the judgement (winsorises the dispersion)
     std_resid: float = 0.0  # signed residual in those sds, against the unshifted forecast
+    llr: tuple[float, ...] = ()  # log-likelihood ratios of the alternatives (else Gaussian)
 
 
 class ForecastDetector(Detector):
@@ -133,9 +135,7 @@ class ForecastDetector(Detector):
         dispersion_halflife: float = 7200.0,
         min_effect: float = 0.1,
         min_abs: float = 0.0,
-        k: float = 1.0,
-        h: float = 5.0,
-        z_cap: float = 6.5,
+        h: float = 12.0,
         cooldown: float = 900.0,
         bonferroni: float = 1000.0,
         band_z: float = 3.0,
@@ -154,7 +154,7 @@ class ForecastDetector(Detector):
         self.dispersion_halflife = dispersion_halflife
         self.min_effect = min_effect
         self.min_abs = min_abs
-        self.k, self.h, self.z_cap = k, h, z_cap
+        self.h = h
         self.cooldown = cooldown
         self.bonferroni = bonferroni
         self.band_z = band_z
@@ -162,7 +162,7 @@ class ForecastDetector(Detector):
         self.learn_clip = learn_clip
         self.anomaly_weight = anomaly_weight
         self.accept_after = accept_after
-        self.cusum = Cusum(k=k, h=h, cap=z_cap)
+        self.cusum = Cusum(h=h)
         self.episode = Episode(h=h, cooldown=cooldown)
         # over-dispersion = EWMA(squared residual) / EWMA(model variance)
         self.disp_num = 0.0
@@ -289,6 +289,15 @@ class ForecastDetector(Detector):
                         (value - mu) ** 2, 1.0, sd, (value - mu) / sd)
 
     # -- hooks ---------------------------------------------------------------------------
+    def _profile_ready(self) -> bool:
+        """May the profile be created now (its slots are fixed then)?"""
+        return True
+
+    def level_halflife(self) -> float:
+        """Half-life of the recent level: ``halflife``, at least 3 points (families that
+        count events also keep at least ``LEVEL_EVENTS`` events behind it)."""
+        return max(self.halflife, 3.0 * self.cadence)
+
     def _observed(self, value: float, num: float | None, den: float | None) -> float | None:
         """The quantity the baseline models (the value; ratio series override)."""
         return value
@@ -337,22 +346,21 @@ class ForecastDetector(Detector):
             return 0.0, None, None, None, False, False
         warming = warming or self.warming_up  # _observed may restart the warm-up
         b = self.baseline
-        cad = self.cadence if self.cadence_known else None
+        cad = self.cadence if self.cadence_known and self._profile_ready() else None
         yday = self._remember(ts, obs)
         mu = b.predict(ts)
         if mu is None:
-            b.learn(ts, obs, raw=obs, dt=self.dt, cadence=cad)
+            b.learn(ts, obs, raw=obs, dt=self.dt, cadence=cad, halflife=self.level_halflife())
             return 0.0, None, None, None, False, True
         ev = self._confirm(obs, self._evidence(mu, obs, num, den), warming)
         score, alarm = 0.0, False
         if ts < self.settle_until:  # the level catches up with an accepted shift
             ev = ev._replace(learn=obs)
         elif not warming:
-            stat = self.cusum.step(ev.z_up, ev.z_dn)
+            llrs = list(ev.llr) if ev.llr else gauss_llrs(ev.z_up, ev.z_dn)
+            stat = self.cusum.step(llrs)
             alarm = self.episode.step(ts, stat, min_hold=self.cadence)
-            z = max(ev.z_up, ev.z_dn)
-            p_point = point_tail(z) if z > 0.0 else 1.0
-            score = surprise_score(min(self.cusum.tail(), self.bonferroni * p_point))
+            score = surprise_score(min(self.cusum.tail(), window_tail(llrs, self.bonferroni)))
         # protected learning: full weight at S = 0, anomaly_weight from S = h and in alarms
         weight = self.anomaly_weight if alarm else max(
             self.anomaly_weight, 1.0 - self.cusum.stat / self.h)
@@ -367,7 +375,7 @@ class ForecastDetector(Detector):
             if b.prof_w[b.slot_of(ts)] >= 1.5:  # older days there: start the slot afresh
                 b.reset_slot(ts)
         b.learn(ts, obs if warming else ev.learn, weight, raw=obs, info=ev.info, dt=self.dt,
-                cadence=cad, prof_y=prof_y, prof_weight=prof_w)
+                cadence=cad, prof_y=prof_y, prof_weight=prof_w, halflife=self.level_halflife())
         if alarm and self.episode.since is not None and ts - self.episode.since >= max(
             self.accept_after, 4.0 * self.cadence
         ):

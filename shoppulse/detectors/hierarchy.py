@@ -14,9 +14,11 @@ children's verdicts are added (:meth:`Pool.child`) before the parent's
 of its numerator (``expected rate * denominator`` for ratios; the value for counts and
 sums), summed over the parent's current *evidence run* (the windows since the parent's
 score was last 0), so a thin child's steady deficit adds up while noise cancels. The
-parent's verdict gets ``contributors``: the children whose deviation points the same way
-as the run's total, each with its share of that direction's deviation (largest first, top
-three; ``expected``/``actual`` of the last window in the child's units). If a child is
+parent's verdict gets ``contributors``: the children — or one dimension's value across
+them (``{"channel": "email"}`` over every platform), when the deviation concentrates
+there — whose deviation points the same way as the run's total, each with its share of
+that direction's deviation (largest first, top three; ``expected``/``actual`` of the last
+window in the child's units, ``None`` for a group of several children). If a child is
 alarming in this window in the same direction, the parent's ``anomalous`` is cleared: the
 child carries the incident and the parent only names it.
 
@@ -78,16 +80,38 @@ class Pool:
             self.carried.add(1 if dev > 0 else -1)
 
     def contributors(self) -> list[dict[str, Any]]:
-        """Children driving the run's deviation, largest share first (top three)."""
+        """Children (or one dimension's value across them) driving the run's deviation,
+        largest share first (top three)."""
         total = sum(r[1] for r in self.run.values())
         if total == 0.0:
             return []
         sign = 1.0 if total > 0 else -1.0
-        same = [(r[1] * sign, r) for r in self.run.values() if r[1] * sign > 0.0]
-        mass = sum(d for d, _ in same)
-        same.sort(key=lambda dr: -dr[0])
-        return [{"labels": r[0], "expected": r[2], "actual": r[3], "share": d / mass}
-                for d, r in same[:TOP]]
+        mass = sum(r[1] * sign for r in self.run.values() if r[1] * sign > 0.0)
+        groups: dict[str, list[Any]] = {}  # key -> [labels, deviation, expected, actual, n]
+        for labels, dev, exp, act in self.run.values():
+            keys = [dict(labels)]
+            if len(labels) > 1:  # one dimension's value across the others: channel=email
+                keys += [{k: v} for k, v in labels.items()]
+            for g in keys:
+                row = groups.setdefault(series_key("", g), [g, 0.0, 0.0, 0.0, 0])
+                row[1] += dev
+                row[2] = exp if row[4] == 0 else None  # a group's units are not one child's
+                row[3] = act if row[4] == 0 else None
+                row[4] += 1
+        ranked = sorted(
+            (g for g in groups.values() if g[1] * sign > 0.0),
+            key=lambda g: (-g[1] * sign, -len(g[0])),  # ties: the more specific labels
+        )
+        out: list[dict[str, Any]] = []
+        for g in ranked:
+            if any(o["share"] == g[1] * sign / mass and set(g[0].items()) <= set(
+                    o["labels"].items()) for o in out):
+                continue  # the same deviation as a more specific group already listed
+            out.append({"labels": g[0], "expected": g[2], "actual": g[3],
+                        "share": g[1] * sign / mass})
+            if len(out) == TOP:
+                break
+        return out
 
     def parent(self, verdict: Verdict) -> Verdict:
         """The parent's verdict with ``contributors``; not anomalous if a child carries it."""

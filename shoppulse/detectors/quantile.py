@@ -35,8 +35,8 @@ from array import array
 from typing import NamedTuple
 
 from shoppulse.detectors.base import Detector, Step
-from shoppulse.detectors.evidence import gauss_z, normal_quantile
-from shoppulse.detectors.persistence import Cusum, Episode, point_tail, surprise_score
+from shoppulse.detectors.evidence import gauss_llrs, gauss_z, normal_quantile
+from shoppulse.detectors.persistence import Cusum, Episode, surprise_score, window_tail
 
 
 class Judgement(NamedTuple):
@@ -130,9 +130,7 @@ class QuantileDetector(Detector):
         q: float = 0.25,
         min_effect: float = 0.1,
         min_abs: float = 0.0,
-        k: float = 1.0,
-        h: float = 5.0,
-        z_cap: float = 6.5,
+        h: float = 12.0,
         band_z: float = 3.0,
         tail_df: float | None = None,
         learn_clip: float = 3.5,
@@ -145,7 +143,7 @@ class QuantileDetector(Detector):
         self.band_params = dict(q=q, min_effect=min_effect, min_abs=min_abs, tail_df=tail_df,
                                 learn_clip=learn_clip)
         self.band: RollingBand | None = None  # sized from the cadence at the second point
-        self.cusum = Cusum(k=k, h=h, cap=z_cap)
+        self.cusum = Cusum(h=h)
         self.episode = Episode(h=h, cooldown=cooldown)
         self.bonferroni = bonferroni
 
@@ -166,11 +164,10 @@ class QuantileDetector(Detector):
         if warming:
             score, alarm = 0.0, False
         else:
-            stat = self.cusum.step(j.z_up, j.z_dn)
+            llrs = gauss_llrs(j.z_up, j.z_dn)
+            stat = self.cusum.step(llrs)
             alarm = self.episode.step(ts, stat, min_hold=self.cadence)
-            z = max(j.z_up, j.z_dn)
-            p_point = point_tail(z) if z > 0.0 else 1.0
-            score = surprise_score(min(self.cusum.tail(), self.bonferroni * p_point))
+            score = surprise_score(min(self.cusum.tail(), window_tail(llrs, self.bonferroni)))
         self.band.learn(value, j, clip=not warming)
         pad = j.effect + self.band_z * j.sd
         return score, j.median, j.median - pad, j.median + pad, alarm, True
