@@ -5,10 +5,11 @@ denominator=None) -> Verdict`` scores the point first, then learns from it. Buil
 :func:`make_detector`; the kinds are listed in :data:`DETECTOR_KINDS`:
 
 ``default``
-    seasonal forecast judged with count/ratio-aware tails (quasi-Poisson, quasi-binomial),
-    minimum effect, CUSUM persistence, protected learning — what the pipeline uses.
+    seasonal forecast judged under the metric's family (counts quasi-Poisson, ratios
+    quasi-binomial, sums, averages, robust real values), minimum effect, likelihood-ratio
+    CUSUM, alarm episodes with a cool-down, protected learning — what the pipeline uses.
 ``forecast``
-    the same seasonal forecast with a plain Gaussian residual (value only).
+    the same seasonal forecast with the robust real-valued residual (value only).
 ``quantile``
     rolling median and inter-quantile range of the last hour (no seasonality).
 ``gaussian``, ``hst``

@@ -15,8 +15,9 @@ weighted regression of the log squared residual on the log level (ridge towards 
 while the level has hardly moved). Series with a negative value use the EWMA of the
 winsorised squared residual (additive noise). Positive series with ``b >= 1.5``
 (latencies, prices, traffic) are judged on the log scale. Tails are Gaussian: a 20 sigma
-point is 20 sigma. No relative minimum effect (a temperature has no natural zero): only
-``min_abs``; the CUSUM's smallest alternative (1 sigma) does the rest. The band is in
+point is 20 sigma. Minimum effect ``min_abs``, and for non-negative series whose noise
+grows with the level ``min_effect / 2 * min(1, b)`` of the level (a temperature, ``b ~ 0``,
+has no natural zero and gets none). The band is in
 the series' own units.
 
 Protection of the model: every point is learned winsorised at ``learn_clip`` sigmas, with
@@ -28,10 +29,10 @@ expectation while its evidence builds up. Two exceptions, so that real changes a
   (the level jumps to the recent values and the CUSUM restarts; the noise scale and the
   dispersion are kept, they are relative to the level; for ``2 * halflife`` seconds the
   level learns unprotected and nothing is judged): one episode per shift;
-- a *recurring* daily change: while alarming, a value that is closer to what this slot of
-  the day saw yesterday than to the forecast (by half) is a pattern, not an incident; the
-  profile slot is re-learned from it at full weight. A sharp daily step therefore alarms
-  on its first day or two and is quiet afterwards.
+- a *recurring* daily change: while alarming, a value more than 3 sigmas off the forecast
+  but closer to what this slot of the day saw yesterday (by half) is a pattern, not an
+  incident; the profile slot is re-learned from it at full weight. A sharp daily step
+  therefore alarms on its first day or two and is quiet afterwards.
 
 Verdict: ``score`` in [0, 1] from the tail probability; ``anomalous`` is the episode
 state; ``expected`` the forecast; ``lower``/``upper`` the values beyond which a single
@@ -85,7 +86,7 @@ from typing import NamedTuple
 
 from shoppulse.detectors.base import Detector, Step
 from shoppulse.detectors.baseline import SeasonalBaseline, decay
-from shoppulse.detectors.evidence import Z_MIN, gauss_llrs, gauss_z
+from shoppulse.detectors.evidence import SHIFTS, Z_MIN, gauss_llrs, gauss_z
 from shoppulse.detectors.persistence import Cusum, Episode, surprise_score, window_tail
 
 LOG_CHI2_BIAS = 1.2704
@@ -282,6 +283,10 @@ class ForecastDetector(Detector):
             return Evidence(z_up, z_dn, mu * math.exp(-dl - bz * sl), mu * math.exp(dl + bz * sl),
                             y, 1.0, (value - mu) ** 2, 1.0, mu * (math.exp(sl) - 1.0), lv / sl)
         sd = max(math.sqrt(var), REL_PRECISION * abs(mu)) + 1e-9
+        if self.nonneg and self.reg[3] > B_PRIOR_WEIGHT:
+            # a level that moves and noise that grows with it (a scale-type series, not a
+            # temperature): a relative minimum effect
+            d = max(d, 0.5 * self.min_effect * abs(mu) * min(1.0, self.b))
         z_up, z_dn = gauss_z(value, mu + d, mu - d, sd, self.tail_df)
         c = clip * sd
         y = min(mu + c, max(mu - c, value))
@@ -358,16 +363,27 @@ class ForecastDetector(Detector):
             ev = ev._replace(learn=obs)
         elif not warming:
             llrs = list(ev.llr) if ev.llr else gauss_llrs(ev.z_up, ev.z_dn)
+            if b.profile(ts) is None:
+                # forecast from a lagging local level (no profile here yet): its lag on a
+                # steep ramp is no shift, so evidence counts half and the 1-sigma
+                # alternatives not at all
+                llrs = [0.5 * min(x, 0.0) if not ev.llr and i % len(SHIFTS) == 0 else 0.5 * x
+                        for i, x in enumerate(llrs)]
             stat = self.cusum.step(llrs)
             alarm = self.episode.step(ts, stat, min_hold=self.cadence)
             score = surprise_score(min(self.cusum.tail(), window_tail(llrs, self.bonferroni)))
         # protected learning: full weight at S = 0, anomaly_weight from S = h and in alarms
         weight = self.anomaly_weight if alarm else max(
             self.anomaly_weight, 1.0 - self.cusum.stat / self.h)
-        self._update_dispersion(ev, weight * min(ev.info, 1.0))
-        self._learn_scale(mu, obs, weight * min(ev.info, 1.0))
-        prof_y, prof_w = (obs if warming else ev.learn), weight
-        if alarm and yday is not None and abs(obs - yday) < 0.5 * abs(obs - mu):
+        # the noise scale keeps learning while evidence builds up (a forecast that fits
+        # worse for a while widens the band); only alarms are protected
+        w_noise = (self.anomaly_weight if alarm else 1.0) * min(ev.info, 1.0)
+        self._update_dispersion(ev, w_noise)
+        self._learn_scale(mu, obs, w_noise)
+        # the profile averages days: protected in alarms only (its slots must mature)
+        prof_y, prof_w = (obs if warming else ev.learn), (self.anomaly_weight if alarm else 1.0)
+        if (alarm and yday is not None and abs(obs - yday) < 0.5 * abs(obs - mu)
+                and abs(ev.std_resid) > 3.0):
             # the same as yesterday at this time: a daily pattern, learned at full weight
             sd = ev.sd if math.isfinite(ev.sd) else abs(obs - mu)
             prof_y = min(mu + GROSS_CLIP * sd, max(mu - GROSS_CLIP * sd, obs))

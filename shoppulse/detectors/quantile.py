@@ -9,7 +9,8 @@ inter-quantile range over its Gaussian width
 mostly-constant or sparse series (IQR = 0) do not divide by zero. The evidence is the
 distance beyond the median ± the minimum effect in those sigmas (a robust z-score, as in
 a Hampel filter; ``tail_df`` switches to Student-t tails), accumulated by the same CUSUM
-as the other detectors, with the same score and alarm episodes.
+as the other detectors (a higher ``h``, 16: without seasonality its residuals have
+heavier tails), with the same score and alarm episodes.
 
 Protection: learned values are winsorised at ``learn_clip`` sigmas of the median, so an
 incident moves the window only slowly. It still moves: freezing it would strand the band
@@ -130,7 +131,7 @@ class QuantileDetector(Detector):
         q: float = 0.25,
         min_effect: float = 0.1,
         min_abs: float = 0.0,
-        h: float = 12.0,
+        h: float = 16.0,
         band_z: float = 3.0,
         tail_df: float | None = None,
         learn_clip: float = 3.5,

@@ -111,15 +111,18 @@ class RiverDetector(Detector):
         v = num / den if num is not None and den is not None else value
         raw = self._features(ts, v)
         x = self.scaler.transform_one(raw)
-        s = float(self.model.score_one(x, v) if self.supervised  # type: ignore[call-arg]
-                  else self.model.score_one(x))
+        try:
+            s = float(self.model.score_one(x, v) if self.supervised  # type: ignore[call-arg]
+                      else self.model.score_one(x))
+        except ZeroDivisionError:  # some River scorers divide by a zero spread early on
+            s = 0.0
         if not math.isfinite(s):
             s = 0.0
         if self.threshold is not None:
             alarm = s >= self.threshold
         else:
             limit = self.quantile.get()
-            alarm = limit is not None and s > 0.0 and s >= limit
+            alarm = limit is not None and s > 0.0 and s > limit
             self.quantile.update(s)
         self.scaler.learn_one(raw)
         x = self.scaler.transform_one(raw)
