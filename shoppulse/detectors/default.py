@@ -99,8 +99,8 @@ from shoppulse.detectors.evidence import (
 from shoppulse.detectors.forecast import Evidence, ForecastDetector
 from shoppulse.detectors.quantile import RollingBand
 
-LEVEL_EVENTS = 100.0
-"""Events (of the rarer outcome) the recent level of a count/ratio series averages."""
+LEVEL_EVENTS = 30.0
+"""Events (of the rarer outcome) the recent level of a count or ratio series averages."""
 WARMUP_EVENTS = 20.0
 """Events a count or ratio series must have shown before it is judged."""
 SLOT_EVENTS = 50.0
@@ -174,10 +174,11 @@ class DefaultDetector(ForecastDetector):
         """At least ``LEVEL_EVENTS`` events behind the recent level: a conversion of 1
         purchase a window is not re-estimated from the last three windows."""
         base = max(self.halflife, 3.0 * self.cadence)
+        target = LEVEL_EVENTS
         events = self.events_per_window
         if events is None or events <= 0.0:
             return base
-        return min(max(base, self.cadence * LEVEL_EVENTS / events), MAX_LEVEL_HALFLIFE)
+        return min(max(base, self.cadence * target / events), MAX_LEVEL_HALFLIFE)
 
     @property
     def warming_up(self) -> bool:

@@ -12,8 +12,8 @@ How (:class:`Pool`, one per parent series, plain state, picklable): for each win
 children's verdicts are added (:meth:`Pool.child`) before the parent's
 (:meth:`Pool.parent`). Each child's deviation is measured in events: ``actual - expected``
 of its numerator (``expected rate * denominator`` for ratios; the value for counts and
-sums), summed over the parent's current *evidence run* (the windows since the parent's
-score was last 0), so a thin child's steady deficit adds up while noise cancels. The
+sums), summed over the recent windows with a decay of 0.9 a window, so a thin child's
+steady deficit adds up while noise cancels. The
 parent's verdict gets ``contributors``: the children — or one dimension's value across
 them (``{"channel": "email"}`` over every platform), when the deviation concentrates
 there — whose deviation points the same way as the run's total, each with its share of
@@ -48,6 +48,8 @@ from typing import Any
 from shoppulse.streams.records import Verdict, series_key
 
 TOP = 3
+RUN_DECAY = 0.9
+"""Per-window decay of the children's summed deviations (about 7 windows' half-life)."""
 
 
 class Pool:
@@ -74,7 +76,7 @@ class Pool:
             dev = verdict.value - verdict.expected
         key = series_key("", labels)
         row = self.run.setdefault(key, [dict(labels), 0.0, None, None])
-        row[1] += dev
+        row[1] = RUN_DECAY * row[1] + dev
         row[2], row[3] = verdict.expected, verdict.value
         if verdict.anomalous and dev != 0.0:
             self.carried.add(1 if dev > 0 else -1)
@@ -120,6 +122,4 @@ class Pool:
         direction = 1 if total > 0 else -1
         anomalous = verdict.anomalous and direction not in self.carried
         self.carried = set()
-        if verdict.score == 0.0 and not verdict.anomalous:
-            self.run = {}  # the parent is back to normal: a new run starts
         return dataclasses.replace(verdict, anomalous=anomalous, contributors=contributors)
