@@ -321,7 +321,7 @@ def test_ratio_awareness(kind: str) -> None:
     small = [det.update((600 + j) * W, 0.0, numerator=0, denominator=3) for j in range(10)]
     assert not any(v.anomalous for v in small)
     big = twin.update(600 * W, 0.0, numerator=0, denominator=3000)
-    assert big.anomalous and big.score > 0.99
+    assert big.anomalous and big.score > 0.95  # p ~ 1e-7 after the null is shifted
     assert big.lower is not None and big.lower > 0.0  # 0 % is outside the band at n=3 000
 
 
