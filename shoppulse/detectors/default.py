@@ -103,6 +103,8 @@ LEVEL_EVENTS = 30.0
 """Events (of the rarer outcome) the recent level of a count or ratio series averages."""
 WARMUP_EVENTS = 20.0
 """Events a count or ratio series must have shown before it is judged."""
+WARMUP_TRIALS = 200.0
+"""Trials (denominator) after which a ratio is judged even if one outcome is still rare."""
 SLOT_EVENTS = 50.0
 """Events a profile slot should see a day (fewer slots for thinner series)."""
 MAX_LEVEL_HALFLIFE = 2 * 86400.0
@@ -183,10 +185,12 @@ class DefaultDetector(ForecastDetector):
     @property
     def warming_up(self) -> bool:
         """The time warm-up, and for families that count events until ``WARMUP_EVENTS``
-        of them (the rarer outcome for ratios) have been seen: a level is not known from
-        a few empty windows."""
+        of them (the rarer outcome for ratios, or ``WARMUP_TRIALS`` trials) have been
+        seen: a level is not known from a few empty windows."""
         if super().warming_up:
             return True
+        if self.family == "ratio" and self.trials_seen >= WARMUP_TRIALS:
+            return False  # a rate near 0 or 1 is known from its trials
         return self.family in ("count", "ratio", "rate", "sum") and self.events_seen < WARMUP_EVENTS
 
     def _profile_ready(self) -> bool:
@@ -287,7 +291,7 @@ class DefaultDetector(ForecastDetector):
     def _count_events(self, fam: str | None, value: float, num: float | None,
                       den: float | None) -> None:
         """Events seen so far (the rarer outcome for ratios), for the warm-up."""
-        if self.events_seen >= WARMUP_EVENTS:
+        if self.events_seen >= WARMUP_EVENTS and self.trials_seen >= WARMUP_TRIALS:
             return
         if fam == "ratio" and num is not None and den is not None:
             self.trials_seen += den
