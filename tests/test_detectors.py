@@ -20,16 +20,38 @@ from shoppulse.commands.detect_bench import episodes
 from shoppulse.detectors import (
     DETECTOR_KINDS,
     FORMAT_VERSION,
+    RIVER_KINDS,
     ModelFormatError,
     dump_detector,
     load_detector,
-    make_detector,
 )
+from shoppulse.detectors import make_detector as _make_detector
 from shoppulse.streams.records import Verdict
 
-KINDS = sorted(DETECTOR_KINDS)
-SEASONAL = [k for k in KINDS if DETECTOR_KINDS[k].seasonal]
-RATIO_AWARE = [k for k in KINDS if DETECTOR_KINDS[k].ratio_aware]
+RIVER_FAST = {  # River kinds in the contract tests, with parameters that keep them quick
+    "river.anomaly.HalfSpaceTrees": {"params": {"n_trees": 3, "height": 6, "window_size": 60}},
+    "river.anomaly.GaussianScorer": {},
+    "river.anomaly.OneClassSVM": {},
+    "river.anomaly.StandardAbsoluteDeviation": {},
+}
+"""LODA and LocalOutlierFactor cost milliseconds per update: left out of the contract
+tests for time, covered by the by-name construction test below."""
+KINDS = sorted(DETECTOR_KINDS) + sorted(RIVER_FAST)
+SEASONAL = [k for k in DETECTOR_KINDS if DETECTOR_KINDS[k].seasonal]
+RATIO_AWARE = [k for k in DETECTOR_KINDS if DETECTOR_KINDS[k].ratio_aware]
+
+
+def make_detector(kind: str, **params: Any) -> Any:
+    """``make_detector`` with the quick parameters of the River kinds."""
+    return _make_detector(kind, **{**RIVER_FAST.get(kind, {}), **params})
+
+
+def counting(kind: str, **params: Any) -> Any:
+    """A detector for a count series: the default kind is told the family, as the
+    pipeline tells it from the config."""
+    if kind == "default":
+        params.setdefault("family", "count")
+    return make_detector(kind, **params)
 W = 60.0
 DAY = 86400.0
 
@@ -57,7 +79,7 @@ def strip(vs: list[Verdict]) -> list[tuple[Any, ...]]:
 # ---------------------------------------------------------------------- the API
 def test_kinds_and_factory() -> None:
     assert {"default", "forecast", "quantile", "gaussian", "hst"} <= set(KINDS)
-    assert isinstance(FORMAT_VERSION, int)
+    assert isinstance(FORMAT_VERSION, int) and FORMAT_VERSION >= 3
     for name, cls in DETECTOR_KINDS.items():
         assert cls.kind == name
         assert type(make_detector(name)) is cls
@@ -65,6 +87,50 @@ def test_kinds_and_factory() -> None:
         make_detector("nope")
     with pytest.raises(TypeError):
         make_detector("default", no_such_param=1)
+
+
+def test_every_river_anomaly_detector_is_a_kind_by_dotted_name() -> None:
+    """Every detector of river.anomaly that builds with defaults is usable by its name;
+    other River names, and River detectors' bad params, are errors (no import by name)."""
+    from river.base import AnomalyDetector
+
+    assert {"river.anomaly.HalfSpaceTrees", "river.anomaly.GaussianScorer"} <= set(RIVER_KINDS)
+    built = 0
+    for kind in RIVER_KINDS:
+        try:
+            det = make_detector(kind, seed=1)
+        except ValueError as exc:  # needs an object parameter (PredictiveAnomalyDetection)
+            assert "bad params" in str(exc)
+            continue
+        built += 1
+        assert isinstance(det, AnomalyDetector) and det.kind == kind
+        for i in range(40):
+            v = det.update(i * W, 10.0 + i % 3)
+        assert v.detector == kind and 0.0 <= v.score <= 1.0
+    assert built >= 5
+    for bad in ("river.linear_model.LinearRegression", "river.anomaly.QuantileFilter",
+                "river.anomaly.Nope", "os.system"):
+        with pytest.raises(ValueError):
+            make_detector(bad)
+    with pytest.raises(ValueError, match="bad params"):
+        make_detector("river.anomaly.HalfSpaceTrees", params={"no_such": 1})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_river_anomaly_detector_interface(kind: str) -> None:
+    """learn_one / score_one (River's AnomalyDetector): score_one does not learn."""
+    from river.base import AnomalyDetector
+
+    det = make_detector(kind, seed=3)
+    assert isinstance(det, AnomalyDetector)
+    t, x = seasonal_counts(3, 0.2, 100.0)
+    for a, b in zip(t, x, strict=True):
+        det.learn_one({"ts": float(a), "value": float(b)})
+    before = pickle.dumps(det)
+    probe = {"ts": float(t[-1] + W), "value": float(x[-1])}
+    s = det.score_one(probe)
+    assert 0.0 <= s <= 1.0 and pickle.dumps(det) == before
+    assert s == det.update(probe["ts"], probe["value"]).score
 
 
 def test_model_bytes_carry_the_format_version() -> None:
@@ -173,7 +239,7 @@ def test_invalid_numerator_or_denominator_is_harmless(kind: str, bad: Any) -> No
         assert not v.anomalous and 0.0 <= v.score <= 1.0
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", sorted(DETECTOR_KINDS))
 @pytest.mark.parametrize("level", [0.0, 7.0, 0.25, 2.5e6, -3.0])
 def test_long_constant_series(kind: str, level: float) -> None:
     """No exception, no division by zero, no alarm on a constant; a step to another
@@ -192,7 +258,7 @@ def test_long_constant_series(kind: str, level: float) -> None:
 @pytest.mark.parametrize("peak", [30.0, 400.0, 5000.0])
 def test_daily_rhythm_alone_does_not_alarm(kind: str, peak: float) -> None:
     t, x = seasonal_counts(7, 4.0, peak)
-    vs = feed(make_detector(kind), t, x)
+    vs = feed(counting(kind), t, x)
     assert sum(v.anomalous for v in vs) == 0
 
 
@@ -200,19 +266,21 @@ def test_daily_rhythm_alone_does_not_alarm(kind: str, peak: float) -> None:
 @pytest.mark.parametrize("factor", [0.4, 2.0])
 def test_level_shift_in_seasonal_series_caught_within_two_windows(kind: str, factor: float) -> None:
     """A clear shift (~ 13 sigma a window) at 14:00 on day 3 alarms in window 1 or 2 and
-    forms one episode; seasonal kinds protect their model, so the end is quiet too."""
+    forms one episode; seasonal kinds protect their model, so the end is quiet too once
+    the cool-down (15 minutes) has passed."""
     peak = 2000.0
     t, x = seasonal_counts(8, 3.0, peak)
     i0 = int((2 * DAY + 14 * 3600) / W)
     rng = np.random.default_rng(9)
     x[i0 : i0 + 30] = rng.poisson(factor * peak * daily(t[i0 : i0 + 30]))
-    vs = feed(make_detector(kind), t, x)
+    vs = feed(counting(kind), t, x)
     assert not any(v.anomalous for v in vs[i0 - 600 : i0])
-    assert vs[i0].anomalous or vs[i0 + 1].anomalous
-    flagged = [(v.window_start, v.window_end) for v in vs[i0 : i0 + 32] if v.anomalous]
+    within = 2 if DETECTOR_KINDS[kind].seasonal else 3  # quantile: robust band of the hour
+    assert any(v.anomalous for v in vs[i0 : i0 + within])
+    flagged = [(v.window_start, v.window_end) for v in vs[i0 : i0 + 60] if v.anomalous]
     assert len(episodes(flagged, W)) == 1
     if DETECTOR_KINDS[kind].seasonal:
-        assert not any(v.anomalous for v in vs[i0 + 36 : i0 + 300])
+        assert not any(v.anomalous for v in vs[i0 + 55 : i0 + 300])
 
 
 @pytest.mark.parametrize("kind", SEASONAL)
@@ -221,7 +289,7 @@ def test_a_permanent_shift_is_one_episode_then_the_new_normal(kind: str) -> None
     i0 = int((DAY + 12 * 3600) / W)
     rng = np.random.default_rng(16)
     x[i0:] = rng.poisson(0.5 * 1000.0 * daily(t[i0:]))
-    det = make_detector(kind, accept_after=3600.0)
+    det = counting(kind, accept_after=3600.0)
     vs = feed(det, t, x)
     flagged = [(v.window_start, v.window_end) for v in vs[i0:] if v.anomalous]
     eps = episodes(flagged, W)
@@ -236,7 +304,7 @@ def test_one_noisy_window_does_not_alarm(kind: str) -> None:
     i = int((DAY + 15 * 3600) / W)
     mu = 400.0 * daily(t[i : i + 1])[0]
     x[i] = mu + 4.5 * math.sqrt(mu)  # a 1-in-300 000 window
-    vs = feed(make_detector(kind), t, x)
+    vs = feed(counting(kind), t, x)
     assert not any(v.anomalous for v in vs[i - 300 : i + 30])
 
 
@@ -253,7 +321,7 @@ def test_ratio_awareness(kind: str) -> None:
     small = [det.update((600 + j) * W, 0.0, numerator=0, denominator=3) for j in range(10)]
     assert not any(v.anomalous for v in small)
     big = twin.update(600 * W, 0.0, numerator=0, denominator=3000)
-    assert big.anomalous and big.score == 1.0
+    assert big.anomalous and big.score > 0.95  # p ~ 1e-7 after the null is shifted
     assert big.lower is not None and big.lower > 0.0  # 0 % is outside the band at n=3 000
 
 
@@ -281,12 +349,10 @@ def test_families_are_detected(kind: str) -> None:
     cases = {
         "ratio": dict(value=0.5, numerator=5.0, denominator=10.0),
         "mean": dict(value=55.0, numerator=550.0, denominator=10.0),
-        "count": dict(value=12.0),
-        "sum": dict(value=12.5),
-        "gauss": dict(value=-1.0),
+        "real": dict(value=12.0),  # unknown kind: integers are not taken for counts
     }
     for family, point in cases.items():
-        det = make_detector(kind)
+        det = make_detector(kind)  # family "auto"
         val = point.pop("value")
         det.update(0.0, val, **point)
         assert det.family == family  # type: ignore[attr-defined]

@@ -1,48 +1,52 @@
-"""The default detector: seasonal forecast judged with count- and ratio-aware tails.
+"""The default detector: seasonal forecast judged under the family the series has.
 
-Why: the same threshold must be right for 3 and for 3 000 events a window. It is the
+Why: the same threshold must be right for 3 and for 3 000 events a window, and for a
+temperature as for a conversion rate. It is the
 :class:`~shoppulse.detectors.forecast.ForecastDetector` (seasonal baseline, CUSUM,
-protected learning, re-baselining) with the residual judged under the distribution the
-series actually has (``family``, detected from the data unless given):
+calibrated score, alarm episodes, protected learning, re-baselining) with the residual
+judged under the distribution of the metric's *kind*, which the pipeline knows from the
+config (``family``, see :func:`family_for`):
 
-``ratio``
+``count`` (config kinds count, session, distinct)
+    quasi-Poisson, ``Var = phi * mu``, ``phi >= 1``.
+``sum`` (kind sum: GMV)
+    compound Poisson, ``Var = phi * mu`` where ``phi`` is about the size of one event.
+``ratio`` (kind ratio)
     numerator and denominator given with ``0 <= numerator <= denominator``. The baseline
     forecasts the rate; the observed numerator is judged against Binomial(denominator,
     rate) widened by the over-dispersion ``phi >= 1`` (quasi-binomial). 0 of 3 at a 3 %
-    rate is noise; 0 of 3 000 is an outage.
-``rate``
-    a ratio series whose numerator later exceeds its denominator in whole events: the
-    numerator counts other events than the denominator's (refunds of earlier orders per
-    order placed now). The observed numerator is judged against quasi-Poisson with mean
-    ``denominator * rate``.
-``mean``
-    numerator and denominator given with ``numerator > denominator`` from the first point,
-    or with a non-integer numerator above the denominator: an average such as
-    order value = GMV / orders. Positive averages are skewed, so they are judged on the
-    log scale with ``Var(log value) = phi / denominator`` and Student-t tails.
-``count``
-    non-negative integers (orders, sessions): quasi-Poisson, ``Var = phi * mu``,
-    ``phi >= 1``. Non-negative values that are not all integers (GMV) are *sums*:
-    compound Poisson, ``Var = phi * mu`` where ``phi`` is about the size of one event, with
-    Student-t tails because single large events make them heavy.
-``gauss``
-    anything else (a negative value was seen): Student-t with variance ``phi``.
+    rate is noise; 0 of 3 000 is an outage. A ratio whose numerator later exceeds its
+    denominator in whole events becomes a ``rate`` (refunds of earlier orders per order
+    placed now: quasi-Poisson numerator with mean ``denominator * rate``), and with a
+    non-integer numerator above the denominator a ``mean``.
+``mean`` (a ratio whose numerator sums a field: average order value)
+    judged on the log scale with ``Var(log value) = phi / denominator``.
+``real`` (kind quantile, and every series of unknown kind: ``auto`` without a ratio)
+    robust location-scale of the forecast detector: variance-to-level relation learned,
+    log scale for positive skewed values, band in the series' own units. Integer values
+    are *not* taken as counts: only the config says a series counts events.
 
-With ``family="auto"`` the family is decided by the data and may change once in a while:
-ratio -> rate (whole numerator) or mean at the first ``numerator > denominator``,
-rate -> mean at a non-integer numerator, count -> sum at the first
-non-integer value, count/sum -> gauss at the first negative value. The over-dispersion is
-then re-learned and the warm-up restarts (``warming_up=True`` again), because the old
-estimate is in the wrong units. A ratio series' point without its denominator is not
-judged and not learned.
+``auto`` (the default) picks ``ratio``/``rate``/``mean`` from a ratio point's numerator
+and denominator, and ``real`` otherwise. A family switch (ratio -> rate -> mean)
+re-learns the over-dispersion and restarts the warm-up, because the old estimate is in
+the wrong units. A ratio series' point without its denominator is not judged and not
+learned; a count or sum below zero is not judged either.
 
 ``phi`` = EWMA(squared residual) / EWMA(variance the family predicts), winsorised, learned
 at reduced weight during alarms, half-life ``dispersion_halflife``: minute-to-minute
 jitter beyond Poisson/binomial noise widens the limits instead of alarming.
 
-Minimum effect: the null is shifted by ``max(min_effect * expected, min_events)`` events
-(sums: ``min_events`` events of typical size; averages: ``min_effect`` relative), so tiny
-but significant changes on huge series do not count. Ratios and rates instead take
+Evidence: log-likelihood ratios of a bank of alternatives (counts, sums, rates: the
+mean x 0.25 ... x 3, quasi-Poisson; ratios: the odds x 0.25 ... x 3, quasi-binomial;
+averages and ``real``: Gaussian shifts of 0.75 ... 3 sigmas) against the null, summed by
+the CUSUM. Thin series keep their evidence (0 events where 2 were expected is worth a
+likelihood ratio of e^1 against a halving).
+
+Minimum effect: the null is shifted by ``max(min_effect * expected, estimate_z * sd /
+sqrt(memory))`` (counts and sums: the forecast itself is an average of about ``memory``
+windows, so it is off by its standard error now and then; averages: ``min_effect``
+relative; ``real``: ``min_abs`` only), so tiny but significant changes on huge series do
+not count. Ratios and rates instead take
 ``max(min_effect * q, estimate_z * sqrt(q / n))`` where ``q`` is the expected rate of the
 rarer outcome and ``n`` the trials behind that estimate (the recent level's memory times
 the usual denominator): relative to the rate, and shrinking with volume. An absolute
@@ -64,8 +68,8 @@ bound the values adding at most ``band_z`` sigmas of evidence (at this window's
 denominator for ratios and averages).
 
 Parameters: those of :class:`~shoppulse.detectors.forecast.ForecastDetector`, and
-``family`` ("auto"), ``min_events`` (3, counts and sums), ``estimate_z`` (2, ratios and
-rates), ``confirm_span`` (3 600 s), ``confirm_margin`` (1).
+``family`` ("auto"), ``min_events`` (3, kept for compatibility, unused), ``estimate_z``
+(2), ``confirm_span`` (3 600 s), ``confirm_margin`` (1).
 
 >>> det = DefaultDetector()
 >>> for i in range(300):  # a healthy 3 % conversion at ~1 000 sessions a window
@@ -83,11 +87,47 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shoppulse.detectors.evidence import Z_MIN, binomial_z, gauss_z, poisson_z
+from shoppulse.detectors.baseline import decay
+from shoppulse.detectors.evidence import (
+    Z_MIN,
+    binomial_llrs,
+    binomial_z,
+    gauss_z,
+    poisson_llrs,
+    poisson_z,
+)
 from shoppulse.detectors.forecast import Evidence, ForecastDetector
 from shoppulse.detectors.quantile import RollingBand
 
-FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "gauss")
+LEVEL_EVENTS = 30.0
+"""Events (of the rarer outcome) the recent level of a count or ratio series averages."""
+WARMUP_EVENTS = 20.0
+"""Events a count or ratio series must have shown before it is judged."""
+WARMUP_TRIALS = 200.0
+"""Trials (denominator) after which a ratio is judged even if one outcome is still rare."""
+SLOT_EVENTS = 50.0
+"""Events a profile slot should see a day (fewer slots for thinner series)."""
+MAX_LEVEL_HALFLIFE = 2 * 86400.0
+"""Longest half-life of the recent level (the daily profile carries the rest)."""
+FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "real", "gauss", "quantile")
+"""Accepted ``family`` values; ``gauss`` and ``quantile`` mean ``real``."""
+ALIASES = {"gauss": "real", "quantile": "real"}
+METRIC_FAMILY = {"count": "count", "session": "count", "distinct": "count", "sum": "sum",
+                 "ratio": "ratio", "quantile": "real"}
+"""Family of each metric kind of the config (``streams.config.MetricKind``)."""
+
+
+def family_for(kind: str | None, sum_numerator: bool = False) -> str:
+    """The detector family for a metric of config ``kind``: ``auto`` when unknown.
+
+    A ratio whose numerator sums a field (average order value) is an average (``mean``).
+
+    >>> family_for("session"), family_for("ratio"), family_for("ratio", True), family_for(None)
+    ('count', 'ratio', 'mean', 'auto')
+    """
+    if kind == "ratio" and sum_numerator:
+        return "mean"
+    return METRIC_FAMILY.get(kind or "", "auto")
 
 
 class DefaultDetector(ForecastDetector):
@@ -110,26 +150,81 @@ class DefaultDetector(ForecastDetector):
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
         super().__init__(**params)
+        family = ALIASES.get(family, family)
         self.family_param = family
-        self.family: str | None = None if family == "auto" else family
+        self.family: str | None = None if family in ("auto", "ratio") else family
         if self.family in ("ratio", "rate"):
             self.baseline.beta = 0.0  # see _switch
         self.positive = True  # a "mean" series judged on the log scale
         self.min_events = min_events
         self.estimate_z = estimate_z
-        a = self.baseline.alpha
-        self.memory = (2.0 - a) / a  # windows behind the recent level (EWMA effective size)
         self.den_avg: float | None = None
+        self.events_seen = 0.0
+        self.trials_seen = 0.0
+        self.successes_seen = 0.0
         self.confirm_span = confirm_span
         self.confirm_margin = confirm_margin
-        self.band: RollingBand | None = None
-        if confirm_margin is not None:
-            self.band = RollingBand(
-                round(confirm_span / self.window),
-                min_effect=0.0,
-                tail_df=None,
-                learn_clip=self.learn_clip,
-            )
+        self.band: RollingBand | None = None  # made once the cadence is known
+
+    @property
+    def memory(self) -> float:
+        """Windows behind the recent level (the EWMA's effective size at this cadence)."""
+        a = decay(self.cadence, self.level_halflife())
+        return (2.0 - a) / a
+
+    def level_halflife(self) -> float:
+        """At least ``LEVEL_EVENTS`` events behind the recent level: a conversion of 1
+        purchase a window is not re-estimated from the last three windows."""
+        base = max(self.halflife, 3.0 * self.cadence)
+        target = LEVEL_EVENTS
+        events = self.events_per_window
+        if events is None or events <= 0.0:
+            return base
+        return min(max(base, self.cadence * target / events), MAX_LEVEL_HALFLIFE)
+
+    @property
+    def warming_up(self) -> bool:
+        """The time warm-up, and for families that count events until ``WARMUP_EVENTS``
+        of them (the rarer outcome for ratios, or ``WARMUP_TRIALS`` trials) have been
+        seen: a level is not known from a few empty windows."""
+        if super().warming_up:
+            return True
+        if self.family == "ratio" and self.trials_seen >= WARMUP_TRIALS:
+            return False  # a rate near 0 or 1 is known from its trials
+        return self.family in ("count", "ratio", "rate", "sum") and self.events_seen < WARMUP_EVENTS
+
+    def _profile_ready(self) -> bool:
+        """After the warm-up, with slots that each see ``SLOT_EVENTS`` events a day: a
+        thin series gets a coarse profile (a conversion of 1 purchase a window: 6 slots
+        of 4 hours), a busy one 15-minute slots."""
+        if self.baseline.slots:
+            return True
+        if self.warming_up:
+            return False
+        events = self.events_per_window
+        if events is not None:
+            per_day = events * self.period / self.cadence
+            self.baseline.max_slots = max(4, min(self.slots, int(per_day / SLOT_EVENTS)))
+        return True
+
+    @property
+    def events_per_window(self) -> float | None:
+        """Typical events a window (the rarer outcome for ratios), ``None`` if unknown."""
+        b = self.baseline
+        lvl = b.raw_level
+        if lvl is None:
+            return None
+        fam = self.family
+        if fam == "ratio" and self.den_avg:
+            return self.den_avg * max(min(lvl, 1.0 - lvl), 1e-6)
+        if fam == "rate" and self.den_avg:
+            return self.den_avg * max(lvl, 1e-6)
+        if fam == "count":
+            return max(lvl, 1e-3)
+        if fam == "sum":
+            phi = self._dispersion() or 1.0
+            return max(lvl, 1e-3) / max(phi, 1e-9)
+        return None
 
     def _dispersion(self) -> float | None:
         disp = self.disp if self.disp_known else None
@@ -153,24 +248,25 @@ class DefaultDetector(ForecastDetector):
     def _observed(self, value: float, num: float | None, den: float | None) -> float | None:
         fam = self.family
         ratio_point = num is not None and den is not None
-        if self.family_param == "auto":
+        if self.family_param in ("auto", "ratio"):
             new = fam
             if fam is None:
                 if ratio_point:
                     new = "ratio" if num <= den else "mean"  # type: ignore[operator]
-                else:
-                    new = "gauss" if value < 0 else ("count" if value.is_integer() else "sum")
+                elif self.family_param == "auto":
+                    new = "real"  # unknown kind: robust location-scale, whatever the values
             elif fam == "ratio" and ratio_point and num > den:  # type: ignore[operator]
                 new = "rate" if num.is_integer() else "mean"  # type: ignore[union-attr]
             elif fam == "rate" and ratio_point and not num.is_integer():  # type: ignore[union-attr]
                 new = "mean"
-            elif fam in ("count", "sum") and not ratio_point and value < 0:
-                new = "gauss"
-            elif fam == "count" and not ratio_point and not value.is_integer():
-                new = "sum"
+            if new is None:
+                return None
             if new != fam:
-                self._switch(new)  # type: ignore[arg-type]
+                self._switch(new)
                 fam = new
+        if fam == "real":
+            return value
+        self._count_events(fam, value, num, den)
         if fam in ("count", "sum") and value < 0:  # a pinned family outside its domain
             return None
         if fam in ("ratio", "rate", "mean"):
@@ -191,6 +287,24 @@ class DefaultDetector(ForecastDetector):
             )
             return num / den  # type: ignore[operator]
         return value
+
+    def _count_events(self, fam: str | None, value: float, num: float | None,
+                      den: float | None) -> None:
+        """Events seen so far (the rarer outcome for ratios), for the warm-up."""
+        if self.events_seen >= WARMUP_EVENTS and self.trials_seen >= WARMUP_TRIALS:
+            return
+        if fam == "ratio" and num is not None and den is not None:
+            self.trials_seen += den
+            self.successes_seen += num
+            self.events_seen = min(self.successes_seen, self.trials_seen - self.successes_seen)
+        elif fam == "rate" and num is not None:
+            self.events_seen += num
+        elif fam == "count" and value >= 0:
+            self.events_seen += value
+        elif fam == "sum" and value > 0:
+            self.events_seen += 1.0  # windows with some amount: event sizes are unknown
+        elif fam == "mean":
+            self.events_seen = WARMUP_EVENTS
 
     def _estimate_error(self, q: float) -> float:
         """``estimate_z`` standard errors of an expected rate ``q`` (of the rarer outcome).
@@ -234,6 +348,7 @@ class DefaultDetector(ForecastDetector):
                 den * p * (1.0 - p),
                 sd * den,
                 (value - p) / sd,
+                tuple(binomial_llrs(num, den, p + d, p - d, phi)),
             )
         if fam == "rate" and num is not None and den is not None:
             # events per unit of the denominator: quasi-Poisson numerator, mean den * rate
@@ -254,6 +369,7 @@ class DefaultDetector(ForecastDetector):
                 m,
                 sd * den,
                 (value - p) / sd,
+                tuple(poisson_llrs(num, den * (p + d), den * max(0.0, p - d), phi)),
             )
         if fam == "mean" and den is not None:
             if self.positive and mu > 0.0 and value > 0.0:
@@ -294,20 +410,23 @@ class DefaultDetector(ForecastDetector):
                 (value - mu) / sd,
             )
         if fam == "sum":
-            # compound Poisson: phi ~ the size of one event, so min_events * phi is
-            # "min_events events"; the variance is floored at one event's worth
+            # compound Poisson: phi ~ the size of one event; quasi-Poisson ratios of x / phi
             m = max(mu, 0.0)
             sd = math.sqrt(phi * max(m, phi)) + 1e-9 * (1.0 + m)
-            d = max(self.min_effect * m, self.min_events * phi, self.min_abs)
+            d = max(self.min_effect * m, self.estimate_z * sd / math.sqrt(self.memory),
+                    self.min_abs)
             z_up, z_dn = gauss_z(value, m + d, m - d, sd, self.tail_df)
-            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip)
+            llr = poisson_llrs(value, max(m + d, phi), m - d, phi)
+            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip, llr)
         if fam == "count":
             m = max(mu, 1e-3)
-            d = max(self.min_effect * m, self.min_events, self.min_abs)
-            z_up, z_dn = poisson_z(value, m + d, m - d, phi)
             sd = math.sqrt(phi * m)
-            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip)
-        return super()._evidence(mu, value, num, den)
+            d = max(self.min_effect * m, self.estimate_z * sd / math.sqrt(self.memory),
+                    self.min_abs)
+            z_up, z_dn = poisson_z(value, m + d, m - d, phi)
+            llr = poisson_llrs(value, m + d, m - d, phi)
+            return _non_negative(value, m, d, sd, z_up, z_dn, bz, clip, llr)
+        return super()._evidence(mu, value, num, den)  # real: robust location-scale
 
     def _first_resid(self, mu: float, value: float, den: float | None) -> tuple[float, float]:
         """Squared residual and model variance used to seed the dispersion."""
@@ -317,16 +436,20 @@ class DefaultDetector(ForecastDetector):
             return (value - mu) ** 2, 1.0 / den
         if self.family == "sum":
             return (value - mu) ** 2, max(mu, 0.0)
-        return (value - mu) ** 2, 1.0
+        return (value - mu) ** 2, self._gain(mu)
 
     # -- second opinion: the recent range ---------------------------------------------
     def _confirm(self, obs: float, ev: Evidence, warming: bool) -> Evidence:
         """Cap the evidence by the rolling band's (plus ``confirm_margin``) and learn."""
-        if self.band is None or self.confirm_margin is None or not self.disp_known:
+        if self.confirm_margin is None or not self.disp_known or not self.cadence_known:
             return ev
+        if self.band is None:
+            size = max(12, round(self.confirm_span / self.cadence))
+            self.band = RollingBand(size, min_effect=0.0, tail_df=None,
+                                    learn_clip=self.learn_clip)
         r = ev.std_resid
         j = self.band.judge(r)
-        if not self.cusum.active:  # frozen while alarming: keeps the pre-incident range
+        if not self.episode.active:  # frozen while alarming: keeps the pre-incident range
             self.band.learn(r, j, clip=not warming)
         if j is None:
             return ev
@@ -336,9 +459,9 @@ class DefaultDetector(ForecastDetector):
 
 def _non_negative(
     value: float, m: float, d: float, sd: float, z_up: float, z_dn: float, bz: float,
-    clip: float,
+    clip: float, llr: list[float],
 ) -> Evidence:
     """Evidence of a count or sum: band floored at 0, learned value winsorised at ``clip``."""
     y = min(m + clip * sd, max(max(0.0, m - clip * sd), value))
     return Evidence(z_up, z_dn, max(0.0, m - d - bz * sd), m + d + bz * sd, y, 1.0,
-                    (value - m) ** 2, m, sd, (value - m) / sd)
+                    (value - m) ** 2, m, sd, (value - m) / sd, tuple(llr))

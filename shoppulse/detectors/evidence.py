@@ -109,3 +109,54 @@ def _t_to_z(t: float, df: float) -> float:
 def normal_quantile(p: float) -> float:
     """Standard normal quantile."""
     return _inv_cdf(p)
+
+
+# -- log-likelihood ratios of a bank of alternatives (the CUSUM's increments) -----------
+RATE_UP = (1.3, 1.8, 3.0)
+RATE_DN = (0.75, 0.5, 0.25)
+"""Alternatives of the count, sum, rate and ratio families: the mean (the odds for
+ratios) times these factors of the (minimum-effect shifted) null."""
+SHIFTS = (1.0, 2.0, 4.0)
+"""Alternatives of the Gaussian families: the mean shifted by these sigmas either way."""
+N_ALTERNATIVES = 6
+_LOG_UP = tuple(math.log(t) for t in RATE_UP)
+_LOG_DN = tuple(math.log(t) for t in RATE_DN)
+LLR_MIN = -50.0
+
+
+def poisson_llrs(x: float, mu_up: float, mu_dn: float, phi: float) -> list[float]:
+    """Quasi-Poisson log-likelihood ratios ``(x log t - mu (t - 1)) / phi`` of the
+    alternatives ``t * mu_up`` (rises) and ``t * mu_dn`` (falls) against those nulls.
+
+    >>> [round(v, 2) for v in poisson_llrs(0.0, 2.0, 2.0, 1.0)]  # nothing where 2 expected
+    [-0.6, -1.6, -4.0, 0.5, 1.0, 1.5]
+    """
+    out = [max(LLR_MIN, (x * lt - mu_up * (t - 1.0)) / phi)
+           for t, lt in zip(RATE_UP, _LOG_UP, strict=True)]
+    if mu_dn <= 0.0:
+        return out + [LLR_MIN] * len(RATE_DN)
+    out += [max(LLR_MIN, (x * lt - mu_dn * (t - 1.0)) / phi)
+            for t, lt in zip(RATE_DN, _LOG_DN, strict=True)]
+    return out
+
+
+def binomial_llrs(x: float, n: float, p_up: float, p_dn: float, phi: float) -> list[float]:
+    """Quasi-binomial log-likelihood ratios of the odds times ``RATE_UP`` / ``RATE_DN``."""
+    out = []
+    for p0, factors in ((p_up, RATE_UP), (p_dn, RATE_DN)):
+        if not 0.0 < p0 < 1.0:
+            out += [LLR_MIN] * len(factors)
+            continue
+        odds = p0 / (1.0 - p0)
+        lp0, lq0 = math.log(p0), math.log1p(-p0)
+        for t in factors:
+            p1 = t * odds / (1.0 + t * odds)
+            llr = x * (math.log(p1) - lp0) + (n - x) * (math.log1p(-p1) - lq0)
+            out.append(max(LLR_MIN, llr / phi))
+    return out
+
+
+def gauss_llrs(z_up: float, z_dn: float) -> list[float]:
+    """Gaussian log-likelihood ratios of mean shifts of ``SHIFTS`` sigmas: ``d z - d^2/2``
+    with ``z`` the distance beyond the shifted null (``z_up`` rises, ``z_dn`` falls)."""
+    return [max(LLR_MIN, d * z - 0.5 * d * d) for z in (z_up, z_dn) for d in SHIFTS]

@@ -1,53 +1,73 @@
-"""Forecasting-residual detector: seasonal forecast, standardised residual, CUSUM.
+"""Forecasting-residual detector: seasonal forecast, robust residual scale, CUSUM.
 
 Why: the daily rhythm is the main nuisance of business series. The forecast comes from
-:class:`~shoppulse.detectors.baseline.SeasonalBaseline` (Holt level + trend on the
-first day, then a per-slot-of-day profile times the recent level, blended with the local
-level by their recent errors); the residual is standardised by its own running RMS,
-judged with Student-t tails against the forecast shifted by the minimum effect, and
-accumulated by a two-sided :class:`~shoppulse.detectors.persistence.Cusum`.
+:class:`~shoppulse.detectors.baseline.SeasonalBaseline`; the residual is judged against
+the forecast shifted by the minimum effect, as log-likelihood ratios of a bank of
+alternatives accumulated by a :class:`~shoppulse.detectors.persistence.Cusum`; the alarm is an
+:class:`~shoppulse.detectors.persistence.Episode` (cool-down in seconds) and the score a
+calibrated surprise (:func:`~shoppulse.detectors.persistence.surprise_score`).
 
-It ignores numerator/denominator: it is the value-only member of the family and the
-parent of :class:`~shoppulse.detectors.default.DefaultDetector`, which swaps the
-residual model for count/ratio tails.
+Residual model here (the ``real`` family, for series of unknown kind; the default
+detector adds count, sum and ratio families): robust location-scale. The residual
+variance follows the level as ``Var = s * mu ** b``; ``b`` (0 = additive noise, 1 =
+Poisson-like, 2 = multiplicative) and ``s`` are learned online by an exponentially
+weighted regression of the log squared residual on the log level (ridge towards ``b = 1``
+while the level has hardly moved). Series with a negative value use the EWMA of the
+winsorised squared residual (additive noise). Positive series with ``b >= 1.5``
+(latencies, prices, traffic) are judged on the log scale. Tails are Gaussian: a 20 sigma
+point is 20 sigma. Minimum effect ``min_abs``, and for non-negative series whose noise
+grows with the level ``min_effect / 2 * min(1, b)`` of the level (a temperature, ``b ~ 0``,
+has no natural zero and gets none). The band is in
+the series' own units.
 
-Protection of the model: every point is learned winsorised at ``learn_clip`` sigmas, and
-points inside an alarm at ``anomaly_weight`` (the trend is frozen), so an incident does not
-become the expectation. A shift that keeps alarming for ``accept_after`` seconds is
-accepted as the new normal: the level jumps to the recent values, the CUSUM restarts and
-the noise is re-learned (nothing is judged for 10 points), so a permanent change raises
-one long episode, not an endless one.
+Protection of the model: every point is learned winsorised at ``learn_clip`` sigmas, with
+a weight falling from 1 (CUSUM statistic 0) to ``anomaly_weight`` (statistic at ``h``,
+and inside an alarm; the trend is frozen), so an incident does not become the
+expectation while its evidence builds up. Two exceptions, so that real changes are learned:
 
-Verdict: ``score = max(S+, S-) / h`` capped at 1, the share of the evidence needed to
-alarm (the alarm starts at 1 and holds until the score falls below 0.5); ``expected`` is
-the forecast; ``lower``/``upper`` are the values beyond which a single window adds
-``band_z`` sigmas of evidence past the minimum effect.
+- a shift that keeps alarming for ``accept_after`` seconds is accepted as the new normal
+  (the level jumps to the recent values and the CUSUM restarts; the noise scale and the
+  dispersion are kept, they are relative to the level; for ``2 * halflife`` seconds the
+  level learns unprotected and nothing is judged): one episode per shift;
+- a *recurring* daily change: while alarming, a value more than 3 sigmas off the forecast
+  but closer to what this slot of the day saw yesterday (by half) is a pattern, not an
+  incident; the profile slot is re-learned from it at full weight. A sharp daily step
+  therefore alarms on its first day or two and is quiet afterwards.
+
+Verdict: ``score`` in [0, 1] from the tail probability; ``anomalous`` is the episode
+state; ``expected`` the forecast; ``lower``/``upper`` the values beyond which a single
+window adds ``band_z`` sigmas of evidence past the minimum effect.
 
 Parameters (besides ``window``, ``period``, ``warmup``, ``seed`` of
-:class:`~shoppulse.detectors.base.Detector`):
+:class:`~shoppulse.detectors.base.Detector`), all times in seconds:
 
-``slots`` (48)
-    profile slots per period (30 min each for a day).
+``slots`` (96)
+    profile slots per period at most (15 min for a day; one per point at coarser cadence).
 ``halflife`` (600 s)
-    memory of the recent level ``r`` (the first-day Holt level uses half of it).
+    memory of the recent level ``r`` (the first-day Holt level uses half of it); at
+    least 3 points.
 ``season_days`` (4)
     memory of the profile, in periods.
 ``dispersion_halflife`` (7 200 s)
-    memory of the residual scale.
+    memory of the residual scale (at least 12 points: a scale needs a few residuals).
 ``min_effect`` (0.1), ``min_abs`` (0)
-    minimum effect, relative to the expected value and absolute.
-``k`` (1), ``h`` (5), ``z_cap`` (6.5)
-    CUSUM allowance, threshold and per-window cap, in sigmas.
+    minimum effect: relative (count, sum, ratio families) and absolute.
+``h`` (12)
+    CUSUM threshold, in log-likelihood ratio (nats).
+``cooldown`` (900 s)
+    the statistic must stay below ``h / 2`` this long before an episode ends.
+``bonferroni`` (1 000)
+    windows a single window's tail is multiplied by in the score.
 ``band_z`` (3)
     width of ``lower``/``upper`` beyond the minimum effect, in sigmas.
-``tail_df`` (4)
-    Student-t degrees of freedom of the residual (``None``: Gaussian).
+``tail_df`` (None)
+    Student-t degrees of freedom of the residual (``None``: Gaussian tails).
 ``learn_clip`` (3.5)
     winsorisation of what is learned, in sigmas.
 ``anomaly_weight`` (0.05)
     learning weight of points inside an alarm.
 ``accept_after`` (7 200 s)
-    alarm duration after which a shift becomes the new normal.
+    alarm duration after which a shift becomes the new normal (at least 4 points).
 
 >>> import math
 >>> det = ForecastDetector()
@@ -55,8 +75,8 @@ Parameters (besides ``window``, ``period``, ``warmup``, ``seed`` of
 ...     v = det.update(60.0 * i, 100.0 + 10.0 * math.sin(i / 7.0))
 >>> (v.anomalous, v.warming_up)
 (False, False)
->>> [det.update(60.0 * i, 300.0).anomalous for i in range(600, 603)]  # heavy tails: 2 windows
-[False, True, True]
+>>> [det.update(60.0 * i, 300.0).anomalous for i in range(600, 603)]
+[True, True, True]
 """
 
 from __future__ import annotations
@@ -65,9 +85,20 @@ import math
 from typing import NamedTuple
 
 from shoppulse.detectors.base import Detector, Step
-from shoppulse.detectors.baseline import SeasonalBaseline
-from shoppulse.detectors.evidence import Z_MIN, gauss_z
-from shoppulse.detectors.persistence import Cusum
+from shoppulse.detectors.baseline import SeasonalBaseline, decay
+from shoppulse.detectors.evidence import SHIFTS, Z_MIN, gauss_llrs, gauss_z
+from shoppulse.detectors.persistence import Cusum, Episode, surprise_score, window_tail
+
+LOG_CHI2_BIAS = 1.2704
+"""``-E[log chi2_1]``: the mean log squared residual sits this far below the log variance."""
+B_PRIOR_WEIGHT = 0.02
+"""Ridge of the variance-to-level slope towards 1 (variance of the log level it is worth)."""
+REL_PRECISION = 1e-4
+"""Floor of the noise sd relative to the level: no real series is judged finer than this."""
+DISP_CLIP = 2.5
+"""Winsorisation of the squared residuals the noise scale learns, in sigmas."""
+GROSS_CLIP = 25.0
+"""Sigmas at which even a recurring value is clipped before the profile learns it."""
 
 
 class Evidence(NamedTuple):
@@ -83,10 +114,11 @@ class Evidence(NamedTuple):
     base_var: float  # ... and the variance the model expects before over-dispersion
     sd: float = math.inf  # the noise sd used for the judgement (winsorises the dispersion)
     std_resid: float = 0.0  # signed residual in those sds, against the unshifted forecast
+    llr: tuple[float, ...] = ()  # log-likelihood ratios of the alternatives (else Gaussian)
 
 
 class ForecastDetector(Detector):
-    """Seasonal forecast + standardised residual + CUSUM (value only)."""
+    """Seasonal forecast + robust residual scale + CUSUM (value only)."""
 
     kind = "forecast"
     seasonal = True
@@ -98,28 +130,24 @@ class ForecastDetector(Detector):
         period: float = 86400.0,
         warmup: float = 1800.0,
         seed: int | None = None,
-        slots: int = 48,
+        slots: int = 96,
         halflife: float = 600.0,
         season_days: float = 4.0,
         dispersion_halflife: float = 7200.0,
         min_effect: float = 0.1,
         min_abs: float = 0.0,
-        k: float = 1.0,
-        h: float = 5.0,
-        z_cap: float = 6.5,
+        h: float = 12.0,
+        cooldown: float = 900.0,
+        bonferroni: float = 1000.0,
         band_z: float = 3.0,
-        tail_df: float | None = 4.0,
+        tail_df: float | None = None,
         learn_clip: float = 3.5,
         anomaly_weight: float = 0.05,
         accept_after: float = 7200.0,
     ) -> None:
         super().__init__(window=window, period=period, warmup=warmup, seed=seed)
         self.baseline = SeasonalBaseline(
-            window=window,
-            period=period,
-            slots=slots,
-            halflife=halflife,
-            season_days=season_days,
+            period=period, slots=slots, halflife=halflife, season_days=season_days
         )
         self.slots = slots
         self.halflife = halflife
@@ -127,18 +155,33 @@ class ForecastDetector(Detector):
         self.dispersion_halflife = dispersion_halflife
         self.min_effect = min_effect
         self.min_abs = min_abs
+        self.h = h
+        self.cooldown = cooldown
+        self.bonferroni = bonferroni
         self.band_z = band_z
         self.tail_df = tail_df
         self.learn_clip = learn_clip
         self.anomaly_weight = anomaly_weight
         self.accept_after = accept_after
-        self.cusum = Cusum(k=k, h=h, cap=z_cap)
-        self.disp_alpha = 1.0 - 0.5 ** (window / dispersion_halflife)
+        self.cusum = Cusum(h=h)
+        self.episode = Episode(h=h, cooldown=cooldown)
         # over-dispersion = EWMA(squared residual) / EWMA(model variance)
         self.disp_num = 0.0
         self.disp_den = 0.0
         self.disp_n = 0
-        self.alarm_since: float | None = None
+        # variance-to-level exponent b: EW regression of log r^2 on log |mu|
+        self.b = 0.0
+        self.reg = [0.0, 0.0, 0.0, 0.0, 0.0]  # weight, mean x, mean y, var x, cov xy
+        self.positive = True  # every value so far > 0: the log scale is available
+        self.nonneg = True  # every value >= 0 and forecast > 0: the log-log line is learned
+        self.lvar = 0.0  # EWMA of squared log residuals
+        self.lvar_n = 0
+        # what each profile slot saw yesterday (recurring-pattern test)
+        self.yday: list[float] = []
+        self.today: list[float] = []
+        self.today_w: list[float] = []
+        self.day_of: list[float] = []
+        self.settle_until = -math.inf  # after an acceptance: learn the new level, judge nothing
 
     # -- dispersion ------------------------------------------------------------------
     @property
@@ -148,8 +191,8 @@ class ForecastDetector(Detector):
 
     @property
     def disp_known(self) -> bool:
-        """Enough residuals (10, or the warm-up if shorter) to trust the dispersion."""
-        return self.disp_den > 0.0 and self.disp_n >= min(10, max(1, self.warmup_points))
+        """Enough residuals (8, or the warm-up if shorter) to trust the dispersion."""
+        return self.disp_den > 0.0 and self.disp_n >= min(8, max(1, self.warmup_points))
 
     def _dispersion(self) -> float | None:
         """The dispersion the residual model uses; ``None`` = unknown, judge nothing."""
@@ -159,48 +202,145 @@ class ForecastDetector(Detector):
         self.disp_num = self.disp_den = 0.0
         self.disp_n = 0
 
+    def _alpha(self, weight: float, n: int) -> float:
+        """Learning rate of the noise scale: ``dispersion_halflife``, at least 12 points."""
+        hl = max(self.dispersion_halflife, 12.0 * self.cadence)
+        return min(1.0, weight * max(decay(self.dt, hl), 1.0 / n))
+
     def _update_dispersion(self, ev: Evidence, weight: float) -> None:
         sq_resid, base_var = ev.sq_resid, ev.base_var
         if weight <= 0.0 or not base_var > 0.0:
             return
-        # winsorise at learn_clip sigmas: one wild point moves it little
-        sq_resid = min(sq_resid, (self.learn_clip * ev.sd) ** 2)
+        # winsorise at 2.5 sigmas (E = 0.98 sigma^2 on Gaussian noise): one wild point
+        # moves it little
+        sq_resid = min(sq_resid, (DISP_CLIP * ev.sd) ** 2)
         self.disp_n += 1
-        a = min(1.0, weight * max(self.disp_alpha, 1.0 / self.disp_n))
+        a = self._alpha(weight, self.disp_n)
         self.disp_num += a * (sq_resid - self.disp_num)
         self.disp_den += a * (base_var - self.disp_den)
 
-    # -- residual model (subclasses override) -----------------------------------------
+    # -- the real family: robust location-scale ----------------------------------------
+    def _gain(self, mu: float) -> float:
+        return max(abs(mu), 1e-9) ** self.b
+
+    def _real_var(self, mu: float) -> float | None:
+        """Residual variance at level ``mu``: ``exp(E[log r^2] + 1.27)`` along the learned
+        log-log line (1.27 = -E[log chi2_1]); the plain EWMA of ``r^2`` for series that
+        are not all positive. ``None`` until 8 residuals are in."""
+        reg = self.reg
+        if self.nonneg and mu > 0.0 and reg[0] >= 8.0:
+            return math.exp(reg[2] + LOG_CHI2_BIAS + self.b * (math.log(mu) - reg[1]))
+        return self._dispersion()
+
+    def _learn_scale(self, mu: float, value: float, weight: float) -> None:
+        """Learn the variance-to-level line (log r^2 on log mu) and the log-scale variance."""
+        if weight <= 0.0:
+            return
+        if value <= 0.0:
+            self.positive = False
+        if value < 0.0 or mu <= 0.0:
+            self.nonneg = False
+        if not self.nonneg:
+            return
+        r2 = (value - mu) ** 2
+        var = self._real_var(mu)
+        if var is not None:
+            r2 = min(r2, self.learn_clip**2 * var)
+        x, y = math.log(mu), math.log(max(r2, 1e-24 * mu * mu + 1e-300))
+        reg = self.reg
+        reg[0] += weight
+        a = self._alpha(weight, int(reg[0]) + 1)
+        dx, dy = x - reg[1], y - reg[2]
+        if reg[0] == weight:  # first residual
+            reg[1], reg[2] = x, y
+        else:
+            reg[1] += a * dx
+            reg[2] += a * dy
+            reg[3] += a * ((1.0 - a) * dx * dx - reg[3])
+            reg[4] += a * ((1.0 - a) * dx * dy - reg[4])
+        # ridge towards b = 1 (Poisson-like) while the level has hardly moved
+        self.b = min(2.0, max(0.0, (reg[4] + B_PRIOR_WEIGHT) / (reg[3] + B_PRIOR_WEIGHT)))
+        if not self.positive:
+            return
+        lr2 = math.log(value / mu) ** 2
+        if self.lvar_n >= 8:
+            lr2 = min(lr2, self.learn_clip**2 * self.lvar)
+        self.lvar_n += 1
+        self.lvar += self._alpha(weight, self.lvar_n) * (lr2 - self.lvar)
+
+    def _evidence(self, mu: float, value: float, num: float | None, den: float | None) -> Evidence:
+        """Robust location-scale residual (see the module docstring)."""
+        var = self._real_var(mu)
+        if var is None:
+            return Evidence(Z_MIN, Z_MIN, None, None, value, 1.0, (value - mu) ** 2, 1.0)
+        bz, clip, d = self.band_z, self.learn_clip, self.min_abs
+        if self.positive and self.b >= 1.5 and mu > 0.0 and value > 0.0 and self.lvar_n >= 8:
+            sl = math.sqrt(self.lvar) + 1e-12
+            lv = math.log(value / mu)
+            dl = math.log1p(d / mu)
+            z_up, z_dn = gauss_z(lv, dl, -dl, sl, self.tail_df)
+            y = min(mu * math.exp(clip * sl), max(mu * math.exp(-clip * sl), value))
+            return Evidence(z_up, z_dn, mu * math.exp(-dl - bz * sl), mu * math.exp(dl + bz * sl),
+                            y, 1.0, (value - mu) ** 2, 1.0, mu * (math.exp(sl) - 1.0), lv / sl)
+        sd = max(math.sqrt(var), REL_PRECISION * abs(mu)) + 1e-9
+        if self.nonneg and self.reg[3] > B_PRIOR_WEIGHT:
+            # a level that moves and noise that grows with it (a scale-type series, not a
+            # temperature): a relative minimum effect
+            d = max(d, 0.5 * self.min_effect * abs(mu) * min(1.0, self.b))
+        z_up, z_dn = gauss_z(value, mu + d, mu - d, sd, self.tail_df)
+        c = clip * sd
+        y = min(mu + c, max(mu - c, value))
+        return Evidence(z_up, z_dn, mu - d - bz * sd, mu + d + bz * sd, y, 1.0,
+                        (value - mu) ** 2, 1.0, sd, (value - mu) / sd)
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _profile_ready(self) -> bool:
+        """May the profile be created now (its slots are fixed then)?"""
+        return True
+
+    def level_halflife(self) -> float:
+        """Half-life of the recent level: ``halflife``, at least 3 points (families that
+        count events also keep at least ``LEVEL_EVENTS`` events behind it)."""
+        return max(self.halflife, 3.0 * self.cadence)
+
     def _observed(self, value: float, num: float | None, den: float | None) -> float | None:
         """The quantity the baseline models (the value; ratio series override)."""
         return value
 
-    def _evidence(self, mu: float, value: float, num: float | None, den: float | None) -> Evidence:
-        """Student-t residual with variance ``disp`` (here the residual variance itself)."""
-        var = self._dispersion()
-        if var is None:
-            return Evidence(Z_MIN, Z_MIN, None, None, value, 1.0, (value - mu) ** 2, 1.0)
-        sd = math.sqrt(var) + 1e-9 * (1.0 + abs(mu))
-        effect = max(self.min_effect * abs(mu), self.min_abs)
-        z_up, z_dn = gauss_z(value, mu + effect, mu - effect, sd, self.tail_df)
-        c = self.learn_clip * sd
-        pad = effect + self.band_z * sd
-        y = min(mu + c, max(mu - c, value))
-        return Evidence(
-            z_up, z_dn, mu - pad, mu + pad, y, 1.0, (value - mu) ** 2, 1.0, sd, (value - mu) / sd
-        )
-
-    def _accept(self) -> None:
-        """A shift alarmed for ``accept_after``: adopt it as the new normal and re-learn
-        the noise around it (nothing is judged until the dispersion is known again)."""
-        self.baseline.rebase()
-        self.cusum.reset()
-        self._reset_dispersion()
-        self.alarm_since = None
-
     def _confirm(self, obs: float, ev: Evidence, warming: bool) -> Evidence:
         """Hook for a second opinion that may lower the evidence (none here)."""
         return ev
+
+    def _accept(self) -> None:
+        """A shift alarmed for ``accept_after``: adopt it as the new normal. The noise
+        scale is kept (it is relative to the level), so judging resumes at once."""
+        self.baseline.rebase()
+        self.cusum.reset()
+        self.episode.end()
+        self.settle_until = self.last_ts + max(2.0 * self.halflife, 4.0 * self.cadence)
+
+    # -- yesterday per slot ------------------------------------------------------------
+    def _remember(self, ts: float, obs: float) -> float | None:
+        """Record ``obs`` for its slot of today; return the slot's value yesterday."""
+        b = self.baseline
+        if not b.slots:
+            return None
+        if len(self.yday) != b.slots:
+            n = b.slots
+            self.yday, self.today, self.today_w = [math.nan] * n, [0.0] * n, [0.0] * n
+            self.day_of = [-1.0] * n
+        j = b.slot_of(ts)
+        day = math.floor(ts / self.period)
+        if self.day_of[j] != day:
+            if self.day_of[j] == day - 1 and self.today_w[j] > 0.0:
+                self.yday[j] = self.today[j]
+            elif self.day_of[j] != day - 1:
+                self.yday[j] = math.nan
+            self.day_of[j], self.today[j], self.today_w[j] = day, 0.0, 0.0
+        self.today_w[j] += 1.0
+        self.today[j] += (obs - self.today[j]) / self.today_w[j]
+        y = self.yday[j]
+        return None if y != y else y
 
     # -- the step ------------------------------------------------------------------
     def _step(
@@ -210,24 +350,50 @@ class ForecastDetector(Detector):
         if obs is None:  # e.g. a ratio series without its denominator
             return 0.0, None, None, None, False, False
         warming = warming or self.warming_up  # _observed may restart the warm-up
-        mu = self.baseline.predict(ts)
+        b = self.baseline
+        cad = self.cadence if self.cadence_known and self._profile_ready() else None
+        yday = self._remember(ts, obs)
+        mu = b.predict(ts)
         if mu is None:
-            self.baseline.learn(ts, obs)
+            b.learn(ts, obs, raw=obs, dt=self.dt, cadence=cad, halflife=self.level_halflife())
             return 0.0, None, None, None, False, True
         ev = self._confirm(obs, self._evidence(mu, obs, num, den), warming)
-        if warming:
-            score, alarm = 0.0, False
-        else:
-            score = self.cusum.step(ev.z_up, ev.z_dn)
-            alarm = self.cusum.alarm
-        weight = self.anomaly_weight if alarm else 1.0
-        self._update_dispersion(ev, weight * min(ev.info, 1.0))
-        self.baseline.learn(ts, obs if warming else ev.learn, weight, raw=obs, info=ev.info)
-        if alarm:
-            if self.alarm_since is None:
-                self.alarm_since = ts
-            elif ts - self.alarm_since >= self.accept_after:
-                self._accept()
-        else:
-            self.alarm_since = None
+        score, alarm = 0.0, False
+        if ts < self.settle_until:  # the level catches up with an accepted shift
+            ev = ev._replace(learn=obs)
+        elif not warming:
+            llrs = list(ev.llr) if ev.llr else gauss_llrs(ev.z_up, ev.z_dn)
+            if b.profile(ts) is None:
+                # forecast from a lagging local level (no profile here yet): its lag on a
+                # steep ramp is no shift, so evidence counts half and the 1-sigma
+                # alternatives not at all
+                llrs = [0.5 * min(x, 0.0) if not ev.llr and i % len(SHIFTS) == 0 else 0.5 * x
+                        for i, x in enumerate(llrs)]
+            stat = self.cusum.step(llrs)
+            alarm = self.episode.step(ts, stat, min_hold=self.cadence)
+            score = surprise_score(min(self.cusum.tail(), window_tail(llrs, self.bonferroni)))
+        # protected learning: full weight at S = 0, anomaly_weight from S = h and in alarms
+        weight = self.anomaly_weight if alarm else max(
+            self.anomaly_weight, 1.0 - self.cusum.stat / self.h)
+        # the noise scale keeps learning while evidence builds up (a forecast that fits
+        # worse for a while widens the band); only alarms are protected
+        w_noise = (self.anomaly_weight if alarm else 1.0) * min(ev.info, 1.0)
+        self._update_dispersion(ev, w_noise)
+        self._learn_scale(mu, obs, w_noise)
+        # the profile averages days: protected in alarms only (its slots must mature)
+        prof_y, prof_w = (obs if warming else ev.learn), (self.anomaly_weight if alarm else 1.0)
+        if (alarm and yday is not None and abs(obs - yday) < 0.5 * abs(obs - mu)
+                and abs(ev.std_resid) > 3.0):
+            # the same as yesterday at this time: a daily pattern, learned at full weight
+            sd = ev.sd if math.isfinite(ev.sd) else abs(obs - mu)
+            prof_y = min(mu + GROSS_CLIP * sd, max(mu - GROSS_CLIP * sd, obs))
+            prof_w = 1.0
+            if b.prof_w[b.slot_of(ts)] >= 1.5:  # older days there: start the slot afresh
+                b.reset_slot(ts)
+        b.learn(ts, obs if warming else ev.learn, weight, raw=obs, info=ev.info, dt=self.dt,
+                cadence=cad, prof_y=prof_y, prof_weight=prof_w, halflife=self.level_halflife())
+        if alarm and self.episode.since is not None and ts - self.episode.since >= max(
+            self.accept_after, 4.0 * self.cadence
+        ):
+            self._accept()
         return score, mu, ev.lower, ev.upper, alarm, True

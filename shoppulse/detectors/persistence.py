@@ -1,69 +1,109 @@
-"""Two-sided CUSUM on per-window evidence: sustained shifts alarm, single windows don't.
+"""CUSUM of log-likelihood ratios, a calibrated score, and the alarm episode.
 
-Why: with ~430 000 series-windows a day, any per-window test alarms hundreds of times a
-day. A CUSUM accumulates evidence ``z - k`` and alarms when the sum reaches ``h``. A
-window adds at most ``cap - k``: with the defaults (``k=1``, ``h=5``, ``cap=6.5``) a lone
-window alarms only at z >= 6 (p ~ 1e-9, e.g. 0 of 3 000 at 3 %), a 4-sigma window
-followed by a 3.5-sigma one alarm on the second, and ordinary noise essentially never
-reaches ``h`` (in-control run length well beyond a day of windows per series).
+Why a CUSUM: with ~430 000 series-windows a day, any per-window test alarms hundreds of
+times a day. Evidence has to accumulate: for each alternative ``i`` of a small bank (the
+mean x 0.25 ... x 3, or shifted by 0.75 ... 3 sigmas; see
+:mod:`~shoppulse.detectors.evidence`), ``S_i = max(0, S_i + log f_i(x) / f_0(x))``, and
+the statistic is ``max_i S_i``. This is the likelihood-ratio CUSUM that is optimal
+(Lorden, Moustakides) for a known change; a bank of alternatives a factor ~2 apart loses
+little when the size of the change is unknown. Thin series keep their evidence: a window
+with 0 events where 2 were expected adds ``log`` ratios of about 1, which a z-score with
+an allowance threw away. Each ``S_i`` is capped at ``ceiling * h`` so that it falls
+back soon after the change ends.
 
-One episode, one alarm: once the statistic reaches ``h`` the alarm holds until it falls
-below ``release * h`` (hysteresis), so a shift hovering near the threshold does not
-flicker; the statistic is capped at ``ceiling * h`` so that the alarm ends within a
-few windows of the shift ending.
+Score (separate from the alarm): the tail probability ``p = n exp(-S)`` of the
+statistic under the null (Ville's inequality for ``n`` likelihood ratios), or of the
+window's own largest ratio times ``bonferroni`` when that is smaller (ranks huge single
+windows above the cap), mapped to ``1 - p ** (1/4)``: ``P(score >= x) <= (1 - x) ** 4``
+on normal data; a higher threshold means fewer, surer alarms.
 
->>> c = Cusum(k=1.0, h=5.0, cap=6.5)
->>> [round(c.step(z, -1.0), 1) for z in (4.0, 0.0, 4.0, 4.0)]  # alarm on the 3rd window
-[0.6, 0.4, 1.0, 1.0]
->>> [round(c.step(z, -1.0), 1) for z in (0.0, 0.0, 0.0, -1.0)]  # the shift is over
-[1.0, 1.0, 0.9, 0.5]
->>> c.alarm  # 0.5 is not below the release level yet
-True
->>> round(c.step(-1.0, -1.0), 1), c.alarm
-(0.1, False)
+Alarm episode (:class:`Episode`): starts when the statistic reaches ``h``; ends once it
+has stayed below ``release * h`` for ``cooldown`` seconds (event time), so an incident
+hovering near the threshold raises one episode, not a string of them.
+
+>>> c = Cusum(h=12.0, n=2)
+>>> [c.step([x, -1.0]) for x in (4.0, -1.0, 5.0, 6.0)]  # alarm on the 4th
+[4.0, 3.0, 8.0, 14.0]
+>>> e = Episode(h=5.0, release=0.5, cooldown=120.0)
+>>> [e.step(t, s) for t, s in ((0, 5.0), (60, 1.0), (120, 0.0), (180, 0.0), (240, 6.0))]
+[True, True, False, False, True]
+>>> round(surprise_score(1e-4), 2), surprise_score(1.0)
+(0.9, 0.0)
 """
 
 from __future__ import annotations
 
+import math
+
+from shoppulse.detectors.evidence import N_ALTERNATIVES
+
+
+def surprise_score(p: float) -> float:
+    """Tail probability -> score in [0, 1]: ``1 - p ** 0.25`` (see the module docstring)."""
+    if not p < 1.0:
+        return 0.0
+    if p <= 0.0:
+        return 1.0
+    return 1.0 - p**0.25
+
+
+def window_tail(llrs: list[float], bonferroni: float) -> float:
+    """Tail bound of one window's largest likelihood ratio, times ``bonferroni``."""
+    return min(1.0, bonferroni * len(llrs) * math.exp(-min(700.0, max(llrs))))
+
 
 class Cusum:
-    """Upper and lower CUSUM; :meth:`step` returns ``max(S+, S-) / h`` (>= 1 means alarm)."""
+    """One CUSUM per alternative; :meth:`step` returns the statistic ``max_i S_i``."""
 
-    def __init__(
-        self, k: float, h: float, cap: float, ceiling: float = 1.5, release: float = 0.5
-    ) -> None:
-        self.k = k
+    def __init__(self, h: float, ceiling: float = 1.5, n: int = N_ALTERNATIVES) -> None:
         self.h = h
-        self.cap = cap
         self.ceiling = ceiling * h
-        self.release = release * h
-        self.up = 0.0
-        self.dn = 0.0
-        self.active = False
+        self.n = n
+        self.s = [0.0] * n
 
-    def step(self, z_up: float, z_dn: float) -> float:
-        """Add one window's evidence for an upward and a downward shift."""
-        self.up = min(self.ceiling, max(0.0, self.up + min(z_up, self.cap) - self.k))
-        self.dn = min(self.ceiling, max(0.0, self.dn + min(z_dn, self.cap) - self.k))
-        s = max(self.up, self.dn)
-        if s >= self.h:
-            self.active = True
-        elif s < self.release:
-            self.active = False
-        return min(1.0, s / self.h)
+    def step(self, llrs: list[float]) -> float:
+        """Add one window's log-likelihood ratios (one per alternative)."""
+        c = self.ceiling
+        self.s = [min(c, max(0.0, s + x)) for s, x in zip(self.s, llrs, strict=True)]
+        return max(self.s)
 
     @property
-    def alarm(self) -> bool:
-        """Alarming: reached ``h`` and not yet fallen below ``release * h`` (hysteresis)."""
-        return self.active
+    def stat(self) -> float:
+        return max(self.s)
 
-    @property
-    def direction(self) -> int:
-        """+1 if the upward statistic leads, -1 if the downward one does, 0 if both are 0."""
-        if self.up == self.dn == 0.0:
-            return 0
-        return 1 if self.up >= self.dn else -1
+    def tail(self) -> float:
+        """Bound on the probability of the current statistic under the null."""
+        return min(1.0, self.n * math.exp(-self.stat))
 
     def reset(self) -> None:
-        self.up = self.dn = 0.0
+        self.s = [0.0] * self.n
+
+
+class Episode:
+    """Alarm state with hysteresis and a cool-down in seconds (one episode per incident)."""
+
+    def __init__(self, h: float, release: float = 0.5, cooldown: float = 900.0) -> None:
+        self.h = h
+        self.release = release * h
+        self.cooldown = cooldown
         self.active = False
+        self.since: float | None = None  # start of the current episode
+        self.hot: float = -math.inf  # last time the statistic was above the release level
+
+    def step(self, ts: float, stat: float, min_hold: float = 0.0) -> bool:
+        """Alarm state after a window with CUSUM statistic ``stat`` at ``ts``."""
+        if stat >= self.h:
+            if not self.active:
+                self.active, self.since = True, ts
+            self.hot = ts
+        elif self.active:
+            if stat >= self.release:
+                self.hot = ts
+            elif ts - self.hot >= max(self.cooldown, min_hold):
+                self.end()
+        return self.active
+
+    def end(self) -> None:
+        self.active = False
+        self.since = None
+        self.hot = -math.inf

@@ -9,7 +9,8 @@ inter-quantile range over its Gaussian width
 mostly-constant or sparse series (IQR = 0) do not divide by zero. The evidence is the
 distance beyond the median ± the minimum effect in those sigmas (a robust z-score, as in
 a Hampel filter; ``tail_df`` switches to Student-t tails), accumulated by the same CUSUM
-as the other detectors.
+as the other detectors (a higher ``h``, 16: without seasonality its residuals have
+heavier tails), with the same score and alarm episodes.
 
 Protection: learned values are winsorised at ``learn_clip`` sigmas of the median, so an
 incident moves the window only slowly. It still moves: freezing it would strand the band
@@ -35,8 +36,8 @@ from array import array
 from typing import NamedTuple
 
 from shoppulse.detectors.base import Detector, Step
-from shoppulse.detectors.evidence import gauss_z, normal_quantile
-from shoppulse.detectors.persistence import Cusum
+from shoppulse.detectors.evidence import gauss_llrs, gauss_z, normal_quantile
+from shoppulse.detectors.persistence import Cusum, Episode, surprise_score, window_tail
 
 
 class Judgement(NamedTuple):
@@ -130,29 +131,33 @@ class QuantileDetector(Detector):
         q: float = 0.25,
         min_effect: float = 0.1,
         min_abs: float = 0.0,
-        k: float = 1.0,
-        h: float = 5.0,
-        z_cap: float = 6.5,
+        h: float = 16.0,
         band_z: float = 3.0,
         tail_df: float | None = None,
         learn_clip: float = 3.5,
+        cooldown: float = 900.0,
+        bonferroni: float = 1000.0,
     ) -> None:
         super().__init__(window=window, period=period, warmup=warmup, seed=seed)
         self.span = span
         self.band_z = band_z
-        self.band = RollingBand(
-            round(span / window),
-            q=q,
-            min_effect=min_effect,
-            min_abs=min_abs,
-            tail_df=tail_df,
-            learn_clip=learn_clip,
-        )
-        self.cusum = Cusum(k=k, h=h, cap=z_cap)
+        self.band_params = dict(q=q, min_effect=min_effect, min_abs=min_abs, tail_df=tail_df,
+                                learn_clip=learn_clip)
+        self.band: RollingBand | None = None  # sized from the cadence at the second point
+        self.cusum = Cusum(h=h)
+        self.episode = Episode(h=h, cooldown=cooldown)
+        self.bonferroni = bonferroni
 
     def _step(
         self, ts: float, value: float, num: float | None, den: float | None, warming: bool
     ) -> Step:
+        size = max(3, round(self.span / self.cadence))
+        if self.band is None or (len(self.band.buf) < 3 and self.band.size != size):
+            band = RollingBand(size, **self.band_params)
+            if self.band is not None:
+                for x in self.band.buf:
+                    band.learn(x, None)
+            self.band = band
         j = self.band.judge(value)
         if j is None:
             self.band.learn(value, None)
@@ -160,8 +165,10 @@ class QuantileDetector(Detector):
         if warming:
             score, alarm = 0.0, False
         else:
-            score = self.cusum.step(j.z_up, j.z_dn)
-            alarm = self.cusum.alarm
+            llrs = gauss_llrs(j.z_up, j.z_dn)
+            stat = self.cusum.step(llrs)
+            alarm = self.episode.step(ts, stat, min_hold=self.cadence)
+            score = surprise_score(min(self.cusum.tail(), window_tail(llrs, self.bonferroni)))
         self.band.learn(value, j, clip=not warming)
         pad = j.effect + self.band_z * j.sd
         return score, j.median, j.median - pad, j.median + pad, alarm, True

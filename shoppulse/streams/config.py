@@ -129,6 +129,33 @@ Unit = Literal["ratio", "total", "seconds", "currency", "none"]
 _SUFFIX = {"ratio": "_ratio", "total": "_total", "seconds": "_seconds", "currency": "", "none": ""}
 
 
+def check_detector(value: dict[str, Any]) -> dict[str, Any]:
+    """A ``detector:`` mapping: ``kind`` a name (built-in kinds are checked when the
+    detector stage starts) or ``river.anomaly.<Name>`` of a River anomaly detector (looked
+    up in that module, never imported by name); ``params`` a mapping (River kinds only)."""
+    kind = value.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise ValueError("detector kind must be a string")
+    if isinstance(kind, str) and kind.startswith("river."):
+        from river import anomaly
+        from river.base import AnomalyDetector, SupervisedAnomalyDetector
+
+        name = kind.removeprefix("river.anomaly.")
+        obj = getattr(anomaly, name, None) if kind.startswith("river.anomaly.") else None
+        if not (isinstance(obj, type)
+                and issubclass(obj, AnomalyDetector | SupervisedAnomalyDetector)):
+            raise ValueError(
+                f"detector kind {kind!r}: only River anomaly detectors "
+                "(river.anomaly.<Name>, e.g. river.anomaly.HalfSpaceTrees) are allowed"
+            )
+    elif "params" in value:
+        raise ValueError("'params' is for river.anomaly.* kinds; give built-in parameters "
+                         "directly under detector")
+    if "params" in value and not isinstance(value["params"], dict):
+        raise ValueError("detector params must be a mapping")
+    return value
+
+
 class MetricSpec(_Model):
     name: str
     kind: MetricKind
@@ -152,6 +179,7 @@ class MetricSpec(_Model):
     _window = field_validator("window", mode="before")(
         lambda v: None if v is None else parse_duration(v)
     )
+    _detector = field_validator("detector")(check_detector)
 
     @field_validator("name")
     @classmethod
@@ -259,11 +287,15 @@ class Config(_Model):
     playbooks: PlaybooksSpec = PlaybooksSpec()
     notifiers: dict[str, ReceiverSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
+    hierarchy: dict[str, str] = Field(default_factory=dict)
+    """Child metric -> parent metric whose evidence pools the child's (``conversion:
+    conversion_overall``); a ratio child's numerators and denominators sum to the parent's."""
     drill: bool = False
     """This stack runs drills: alerts carry ``drill="true"`` and reach only receivers that
     match ``drill: "true"``."""
 
     _receivers = field_validator("notifiers")(check_receiver_names)
+    _detectors = field_validator("detectors")(check_detector)
 
     _period = field_validator("cardinality_period", mode="before")(parse_duration)
 
@@ -309,6 +341,16 @@ class Config(_Model):
         for d in self.dimensions_keep:
             if d not in dims:
                 errors.append((("dimensions_keep", d), f"{d!r} is not a dimension of any metric"))
+        for child, parent in self.hierarchy.items():
+            for key, name in ((child, child), (child, parent)):
+                if name not in names:
+                    errors.append((("hierarchy", key), f"unknown metric {name!r}"))
+            if child in names and parent in names:
+                c = next(m for m in self.metrics if m.name == child)
+                p = next(m for m in self.metrics if m.name == parent)
+                if c.kind != p.kind or not set(p.dimensions) < set(c.dimensions):
+                    errors.append((("hierarchy", child), f"{child!r} cannot pool into {parent!r}: "
+                                   "same kind and a subset of the dimensions are needed"))
         if errors:
             raise _ReferenceErrors(list(dict.fromkeys(errors)))  # each problem once
         return self
