@@ -32,8 +32,9 @@ from shoppulse.streams.security import KafkaSecurity
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "shoppulse.yaml"
 ENV_PREFIX = "SHOPPULSE_"
-SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_SECRETS", "_PASSWORD")
-"""``SHOPPULSE_*`` variables with these endings hold secrets (API token, webhook keys)."""
+SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_SECRETS")
+"""``SHOPPULSE_*`` variables with these endings hold secrets read by name (the API token,
+webhook keys), never config keys. (``SHOPPULSE_KAFKA__SASL_PASSWORD`` is a config key.)"""
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
