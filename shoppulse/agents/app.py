@@ -27,6 +27,7 @@ from shoppulse.agents.ingest import Ingest
 from shoppulse.agents.notify import attach_notify
 from shoppulse.agents.plan import Plan, compile_plan
 from shoppulse.agents.playbooks import wire_playbooks
+from shoppulse.agents.status import attach_status
 from shoppulse.agents.tables import DurableTable, written
 from shoppulse.agents.transport import App
 from shoppulse.streams.config import Config
@@ -98,6 +99,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     models = app.Table("models", partitions=INTERNAL_PARTITIONS["metrics"], key_type=str,
                        value_type=bytes)
     detection = DetectorStage(config, models, exporter.registry)
+    status = attach_status(app, config)  # the read-only page at / and its headline series
     windows = app.Table("windows", partitions=n_dest, key_type=str, value_type=bytes)
     progress = app.Table("progress", partitions=n_dest, key_type=str, value_type=bytes)
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
@@ -141,6 +143,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                     continue  # a re-emitted window: learned once already
                 await anomalies_topic.send(key=rec.key, value=verdict.dumps())
                 detection.observe(verdict, rec.partition)
+                status.observe(verdict)
                 # no wait for the model write here: a crash can at worst cost a series one
                 # learning step (the verdict is out), and waiting for each point slows it down
 
