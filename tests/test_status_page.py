@@ -50,17 +50,20 @@ def verdict(metric: str, t: float, value: float, *, labels: dict | None = None,
 def test_ring_keeps_the_recent_headline_points_of_each_series_in_order():
     ring = SeriesRing(["payment_success_overall", "orders_overall"], keep=3)
     for i, v in enumerate([0.97, 0.96, 0.5, 0.4]):
-        ring.observe(verdict("payment_success_overall", START + 60 * i, v, anomalous=v < 0.9))
-    ring.observe(verdict("payment_success_overall", START + 60, 0.1))  # a re-emitted window
+        ring.observe(verdict("payment_success_overall", START + 60 * i, v, anomalous=v < 0.9), 1)
+    ring.observe(verdict("payment_success_overall", START + 60, 0.1), 1)  # re-emitted window
     ring.observe(verdict("payment_success_overall", START + 600, 0.2,
-                         labels={"platform": "ios"}))  # a split series: not headline
-    ring.observe(verdict("ctr", START, 0.2))  # not a headline metric
-    ring.observe(verdict("orders_overall", START, math.nan, band=None))  # no value, warming up
+                         labels={"platform": "ios"}), 1)  # a split series: not headline
+    ring.observe(verdict("ctr", START, 0.2), 1)  # not a headline metric
+    ring.observe(verdict("orders_overall", START, math.nan, band=None), 4)  # warming up
     got = {s["metric"]: s["points"] for s in ring.as_json()["series"]}
     assert [(p[0], p[2], p[6]) for p in got["payment_success_overall"]] == [
         (START + 60, 0.96, False), (START + 120, 0.5, True), (START + 180, 0.4, True)]
     assert got["orders_overall"] == [[START, START + 60, None, None, None, None, False, True]]
     json.dumps(ring.as_json(), allow_nan=False)  # strict JSON: no NaN reaches the page
+    ring.forget(4)  # orders_overall's partition went to another worker
+    got = {s["metric"]: s["points"] for s in ring.as_json()["series"]}
+    assert got["orders_overall"] == [] and len(got["payment_success_overall"]) == 3
 
 
 def test_headline_series_are_the_overall_metrics_of_the_config():

@@ -143,7 +143,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                     continue  # a re-emitted window: learned once already
                 await anomalies_topic.send(key=rec.key, value=verdict.dumps())
                 detection.observe(verdict, rec.partition)
-                status.observe(verdict)
+                status.observe(verdict, rec.partition)
                 # no wait for the model write here: a crash can at worst cost a series one
                 # learning step (the verdict is out), and waiting for each point slows it down
 
@@ -154,6 +154,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                 exporter.forget(tp.partition)
             elif tp.topic == metrics_topic.get_topic_name():
                 detection.forget(tp.partition)
+                status.forget(tp.partition)
 
     alerts = attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
     notify = attach_notify(app, config, bootstrap, exporter.registry, exporter.refetched)

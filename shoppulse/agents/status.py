@@ -51,16 +51,25 @@ class SeriesRing:
         self.keep = keep
         self.points: dict[str, deque[list[Any]]] = {m: deque(maxlen=keep) for m in metrics}
         self.updated: float | None = None
+        self.partition: dict[str, int] = {}  # metric -> the metrics partition it came from
 
-    def observe(self, v: Verdict) -> None:
+    def observe(self, v: Verdict, partition: int) -> None:
         ring = self.points.get(v.metric)
         if ring is None or v.labels:
             return  # not a headline series
+        self.partition[v.metric] = partition
         if ring and v.window_start <= ring[-1][0]:
             return  # out of order or again (a re-emitted window): the ring stays sorted
         ring.append([v.window_start, v.window_end, _num(v.value), _num(v.expected),
                      _num(v.lower), _num(v.upper), bool(v.anomalous), bool(v.warming_up)])
         self.updated = time.time()
+
+    def forget(self, partition: int) -> None:
+        """A revoked partition's series are another worker's now: stop showing stale ones."""
+        for metric, p in list(self.partition.items()):
+            if p == partition:
+                self.points[metric].clear()
+                del self.partition[metric]
 
     def as_json(self) -> dict[str, Any]:
         cols = ["window_start", "window_end", "value", "expected", "lower", "upper",
