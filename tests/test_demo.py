@@ -55,6 +55,8 @@ def test_demo_shows_metrics_and_ctrl_c_stops_everything(tmp_path):
             started |= _children(demo.pid)
             time.sleep(1)
         assert clicks in _scrape(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert b"shoppulse status" in r.read()  # the status page
         started |= _children(demo.pid)
         assert len(started) >= 3, f"broker, worker and simulator expected, got {started}"
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
@@ -62,7 +64,9 @@ def test_demo_shows_metrics_and_ctrl_c_stops_everything(tmp_path):
         time.sleep(0.5)
         left = [pid for pid in started if alive(pid)]
         assert not left, f"still running after Ctrl-C: {left}"
-        assert b"stopping" in demo.stdout.read()
+        out = demo.stdout.read()
+        assert b"stopping" in out
+        assert f"status page (read-only, live): http://127.0.0.1:{port}/".encode() in out
     finally:
         for pid in [demo.pid, *started]:
             with contextlib.suppress(ProcessLookupError):

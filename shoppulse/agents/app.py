@@ -28,6 +28,7 @@ from shoppulse.agents.ingest import Ingest
 from shoppulse.agents.notify import attach_notify
 from shoppulse.agents.plan import Plan, compile_plan
 from shoppulse.agents.playbooks import wire_playbooks
+from shoppulse.agents.status import attach_status
 from shoppulse.agents.tables import DurableTable, written
 from shoppulse.agents.transport import App
 from shoppulse.streams.config import Config
@@ -99,6 +100,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     models = app.Table("models", partitions=INTERNAL_PARTITIONS["metrics"], key_type=str,
                        value_type=bytes)
     detection = DetectorStage(config, models, exporter.registry)
+    status = attach_status(app, config)  # the read-only page at / and its headline series
     windows = app.Table("windows", partitions=n_dest, key_type=str, value_type=bytes)
     progress = app.Table("progress", partitions=n_dest, key_type=str, value_type=bytes)
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
@@ -142,6 +144,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                     continue  # a re-emitted window: learned once already
                 await anomalies_topic.send(key=rec.key, value=verdict.dumps())
                 detection.observe(verdict, rec.partition)
+                status.observe(verdict, rec.partition)
                 # no wait for the model write here: a crash can at worst cost a series one
                 # learning step (the verdict is out), and waiting for each point slows it down
 
@@ -152,6 +155,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                 exporter.forget(tp.partition)
             elif tp.topic == metrics_topic.get_topic_name():
                 detection.forget(tp.partition)
+                status.forget(tp.partition)
 
     alerts = attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
     notify = attach_notify(app, config, bootstrap, exporter.registry, exporter.refetched)

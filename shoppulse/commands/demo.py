@@ -202,6 +202,10 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
             base = f"http://127.0.0.1:{web_port}"
             console.print(f"worker metrics on {url}; alerts on {base}/alerts; incidents "
                           f"(from the live start): {', '.join(incidents) or '-'}")
+            console.print(f"status page (read-only, live): {base}/", soft_wrap=True)
+            console.print(f"Grafana: a Prometheus scraping 127.0.0.1:{web_port} (a copy of "
+                          "prometheus/prometheus.yml), Grafana provisioned from "
+                          "grafana/provisioning/ on it: README, For operators")
             console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
             started = time.time()
             prev: dict = {}
