@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shoppulse.alerting.notifiers.dispatcher import fingerprint
+from shoppulse.alerting.fingerprint import fingerprint
 from shoppulse.streams.notifiers_config import ReceiverSpec
 from shoppulse.streams.records import Alert
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from shoppulse.alerting.notifiers.dispatcher import fingerprint
+from shoppulse.alerting.fingerprint import fingerprint
 from shoppulse.alerting.notifiers.payload import Notification, webhook_body
 from shoppulse.alerting.notifiers.receiver import WebhookReceiver
 from shoppulse.alerting.notifiers.signing import HEADER, sign

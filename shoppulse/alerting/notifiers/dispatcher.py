@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import inspect
 import logging
 import random
@@ -37,6 +36,7 @@ from typing import Any, Protocol
 import orjson
 from prometheus_client import CollectorRegistry
 
+from shoppulse.alerting.fingerprint import fingerprint
 from shoppulse.alerting.notifiers.alertmanager import AlertmanagerSender
 from shoppulse.alerting.notifiers.delivery import DeliveryError, Sender, backoff_delay
 from shoppulse.alerting.notifiers.grouping import Grouper, transition_key
@@ -78,12 +78,6 @@ class MemoryRows:
 
     def items(self) -> Iterable[tuple[str, bytes]]:
         return list(self.data.items())
-
-
-def fingerprint(rule: str, labels: dict[str, str]) -> str:
-    """Stable id of (rule, labels) for the alerts the notifiers raise themselves."""
-    text = rule + "\0" + "\0".join(f"{k}={labels[k]}" for k in sorted(labels))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def build_sender(spec: ReceiverSpec, env: dict[str, str] | None = None) -> Sender:
