@@ -28,7 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from shoppulse.commands.alerts_view import alerts_table, fetch
-from shoppulse.streams.broker import EmbeddedBroker, die_with_parent
+from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, stop_groups
 
 #: The site-wide series an operator reads first: (label, metric name, Prometheus name).
 SITE_WIDE = [
@@ -244,12 +244,5 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
         except KeyboardInterrupt:
             console.print("stopping ...")
         finally:
-            for p in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+            stop_groups(procs)
             logs.close()

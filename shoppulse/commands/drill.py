@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port
+from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
 from shoppulse.streams.config import DEFAULT_PATH
 from shoppulse.streams.records import Alert, PlaybookStep
 
@@ -240,14 +239,7 @@ def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0
 
             asyncio.run(main())
         finally:
-            for p in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+            stop_groups(procs)
             log.close()
     return {"drills": {d.scenario: d.report() for d in drills}}
 

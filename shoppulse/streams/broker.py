@@ -72,6 +72,21 @@ def parse_broker_url(url: str) -> str:
     return servers
 
 
+def stop_groups(procs: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """SIGTERM each child's process group, then SIGKILL the ones still there after
+    ``timeout``: what the demo and the drill do with the processes they started."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 def die_with_parent() -> None:
     """In a child between fork and exec: get SIGTERM when the parent dies (Linux)."""
     with contextlib.suppress(Exception):
