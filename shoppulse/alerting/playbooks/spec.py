@@ -26,6 +26,13 @@ LIBRARY = Path(__file__).resolve().parent / "library"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def snake_case(v: str) -> str:
+    """Names become run ids, claim keys and metric labels: keep them plain."""
+    if not _NAME.match(v):
+        raise ValueError("expected lower_snake_case")
+    return v
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,12 +71,7 @@ class Action(_Model):
     duration: Seconds = 0.0
     compensate: Action | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("expected lower_snake_case")
-        return v
+    _name = field_validator("name")(snake_case)
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> Action:
@@ -111,12 +113,7 @@ class Playbook(_Model):
         if isinstance(v, list) else v
     )
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("expected lower_snake_case")
-        return v
+    _name = field_validator("name")(snake_case)
 
     @field_validator("trigger")
     @classmethod
