@@ -16,11 +16,12 @@ import yaml
 from click.testing import CliRunner
 
 from shoppulse.commands.cli import main
-from shoppulse.streams.config import DEFAULT_PATH, load_config
+from shoppulse.streams.config import load_config
 from shoppulse.streams.incidents import parse_incident
 from shoppulse.streams.records import Alert
 from shoppulse.streams.simulator import Simulator
 from shoppulse.streams.topics import ensure_topics
+from tests.configs import builtin_with_metrics
 from tests.kafka_io import produce, read_topic
 
 pytestmark = pytest.mark.broker
@@ -68,9 +69,7 @@ def setup(kafka, app_name, tmp_path: Path):
     """The built-in config cut down to the metrics these rules read (a lighter pipeline),
     with the built-in PaymentSuccessLow rule; a quiet morning has few payments per window,
     so its minimum denominator is lowered."""
-    data = yaml.safe_load(DEFAULT_PATH.read_text())
-    data["metrics"] = [m for m in data["metrics"]
-                       if m["name"] in ("payment_success_overall", "orders_overall")]
+    data = builtin_with_metrics("payment_success_overall", "orders_overall")
     rule = next(r for r in data["rules"] if r["name"] == RULE)
     data["rules"] = [{**rule, "min_denominator": 5},
                      next(r for r in data["rules"] if r["name"] == "OrdersSilent")]

@@ -28,6 +28,7 @@ from shoppulse.streams.incidents import parse_incident
 from shoppulse.streams.records import Alert, Verdict
 from shoppulse.streams.simulator import Simulator
 from shoppulse.streams.topics import ensure_topics
+from tests.configs import builtin_with_metrics
 from tests.kafka_io import produce, read_topic
 
 START = 1_767_254_400.0  # 2026-01-01 08:00 UTC
@@ -192,9 +193,8 @@ def test_page_in_chromium_shows_the_firing_alert_runs_and_charts(kafka, app_name
                                                                   tmp_path):
     from kafka import KafkaProducer
 
-    data = yaml.safe_load(DEFAULT_PATH.read_text())
     headline = ("payment_success_overall", "orders_overall")
-    data["metrics"] = [m for m in data["metrics"] if m["name"] in headline]
+    data = builtin_with_metrics(*headline)
     data["detectors"] = {"warmup": 300}  # bands after 5 windows
     rule = next(r for r in data["rules"] if r["name"] == RULE)
     data["rules"] = [{**rule, "min_denominator": 5}]  # a quiet morning: few payments/window
