@@ -191,7 +191,9 @@ def test_failing_target_retries_until_it_recovers_and_notifier_down_goes_to_the_
             d = Dispatcher(receivers, MemoryRows(), reg)
             d.start()
             d.handle(alert(1))
-            await until(lambda: hook.attempts >= 5, what="retries")
+            await until(lambda: hook.attempts >= 5 and (reg.get_sample_value(
+                "shoppulse_notification_failures_total", {"receiver": "oncall"}) or 0) >= 5,
+                what="retries")
             fails = reg.get_sample_value("shoppulse_notification_failures_total",
                                          {"receiver": "oncall"})
             assert fails >= 5

@@ -271,9 +271,11 @@ def anomalies(config: Config) -> Board:
 
 def _quantiles(histogram: str, title: str) -> Panel:
     return Panel("timeseries", title, [
-        Query(f"histogram_quantile({q}, sum by (le, playbook) (rate({histogram}_bucket[1h])))",
+        # cumulative buckets, not rate(): runs are rare, and one run must show
+        Query(f"histogram_quantile({q}, sum by (le, playbook) ({histogram}_bucket))",
               f"{{{{playbook}}}} p{int(q * 100)}") for q in (0.5, 0.9)],
-        unit="s", width=8, min=0, description=f"{title} per playbook (p50, p90 over an hour).")
+        unit="s", width=8, min=0,
+        description=f"{title} per playbook (p50, p90 of every run since the worker started).")
 
 
 def alerts(config: Config) -> Board:

@@ -41,8 +41,8 @@ All state is plain floats and lists (picklable, about 2 KB). O(1) per update.
 ...     b.learn(i * 60.0, curve(i * 60.0), dt=60.0, cadence=60.0)
 >>> round(b.profile(21600.0)), round(b.profile(64800.0))  # the profile knows the day
 (160, 40)
->>> round(b.predict(3 * 86400.0), 1), round(curve(0.0), 1)  # one step ahead
-(100.0, 100.0)
+>>> round(b.predict(3 * 86400.0)), round(curve(0.0))  # one step ahead
+(100, 100)
 """
 
 from __future__ import annotations
