@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from shoppulse.agents.tables import written
 from shoppulse.alerting.audit import AlertLog
 from shoppulse.alerting.engine import AlertEngine
 from shoppulse.streams.config import Config
+from shoppulse.streams.deadletter import deadletter_headers
 from shoppulse.streams.offsets import log_end_offsets, read_range
 from shoppulse.streams.records import Alert, MetricPoint, Verdict
 from shoppulse.streams.topics import INTERNAL_PARTITIONS
@@ -184,42 +185,35 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
         exporter.alert_inputs_invalid.labels(rec.topic).inc()
         log.warning("%s[%d]@%d is not a valid record (%s): -> %s", rec.topic, rec.partition,
                     rec.offset, exc, deadletter.get_topic_name())
-        headers = [("shoppulse.topic", rec.topic.encode()),
-                   ("shoppulse.partition", str(rec.partition).encode()),
-                   ("shoppulse.offset", str(rec.offset).encode()),
-                   ("shoppulse.reason", b"invalid_record"),
-                   ("shoppulse.error", str(exc).encode())]
+        headers = deadletter_headers(rec.topic, rec.partition, rec.offset, "invalid_record",
+                                     str(exc))
         await deadletter.send(key=rec.key, value=rec.value or b"", headers=headers)
+
+    async def judge(stream: faust.StreamT, reader: Contiguous, stage: AlertEngine, table: Any,
+                    read: Callable[[Any], list[Alert]]) -> None:
+        """Each record in offset order: judged, its transitions published, its writes waited
+        for (only when it changed state: a record that moved nothing needs no wait)."""
+        async for event in stream.events():
+            async for rec in reader.records(event):
+                writes = stage.writes
+                try:
+                    alerts = read(rec)
+                except (TypeError, ValueError, KeyError, orjson.JSONDecodeError) as exc:
+                    await dead(rec, exc)
+                    continue
+                await publish(rec.partition, alerts)
+                if alerts or stage.writes != writes:
+                    await written(table)
 
     @app.agent(metrics_topic, name="alert_points")
     async def alert_points(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async for rec in points_in.records(event):
-                writes = on_points.writes
-                try:
-                    point = MetricPoint.loads(rec.value)
-                    alerts = on_points.on_point(point, rec.partition)
-                except (TypeError, ValueError, KeyError, orjson.JSONDecodeError) as exc:
-                    await dead(rec, exc)
-                    continue
-                await publish(rec.partition, alerts)
-                if alerts or on_points.writes != writes:  # else only the note: no need to wait
-                    await written(on_point_table)
+        await judge(stream, points_in, on_points, on_point_table,
+                    lambda rec: on_points.on_point(MetricPoint.loads(rec.value), rec.partition))
 
     @app.agent(anomalies_topic, name="alert_verdicts")
     async def alert_verdicts(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async for rec in verdicts_in.records(event):
-                writes = on_verdicts.writes
-                try:
-                    verdict = Verdict.loads(rec.value)
-                    alerts = on_verdicts.on_verdict(verdict, rec.partition)
-                except (TypeError, ValueError, KeyError, orjson.JSONDecodeError) as exc:
-                    await dead(rec, exc)
-                    continue
-                await publish(rec.partition, alerts)
-                if alerts or on_verdicts.writes != writes:
-                    await written(on_verdict_table)
+        await judge(stream, verdicts_in, on_verdicts, on_verdict_table,
+                    lambda rec: on_verdicts.on_verdict(Verdict.loads(rec.value), rec.partition))
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

@@ -47,6 +47,7 @@ from shoppulse.agents.global_stage import encode_partials
 from shoppulse.agents.local_stage import Batch, PartitionAggregator
 from shoppulse.agents.plan import Plan
 from shoppulse.streams.config import Config
+from shoppulse.streams.deadletter import deadletter_headers
 from shoppulse.streams.offsets import log_end_offsets, read_range
 from shoppulse.streams.schemas import compile_topic
 
@@ -313,14 +314,8 @@ class Ingest(Service):
                 futures.append(await self.producer.send(
                     self.partials_topic, encode_partials(secs), partition=d))
         for tp, offset, key, raw, inv in dead:
-            headers = [
-                ("shoppulse.topic", tp.topic.encode()),
-                ("shoppulse.partition", str(tp.partition).encode()),
-                ("shoppulse.offset", str(offset).encode()),
-                ("shoppulse.reason", inv.reason.encode()),
-                ("shoppulse.field", (inv.field or "").encode()),
-                ("shoppulse.error", inv.message.encode()),
-            ]
+            headers = deadletter_headers(tp.topic, tp.partition, offset, inv.reason,
+                                         inv.message, inv.field or "")
             raw = raw if raw is not None else b""
             if len(raw) > DEADLETTER_MAX_BYTES:  # any broker takes 1 MB; the header keeps the size
                 headers.append(("shoppulse.size", str(len(raw)).encode()))

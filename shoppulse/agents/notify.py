@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.alerting.notifiers.dispatcher import Dispatcher
 from shoppulse.streams.config import Config
+from shoppulse.streams.deadletter import deadletter_headers
 from shoppulse.streams.records import ALERT_STATES, Alert
 from shoppulse.streams.topics import INTERNAL_PARTITIONS
 
@@ -145,12 +146,10 @@ def attach_notify(app: faust.App, config: Config, bootstrap: str, registry: Coll
                 invalid.inc()
                 log.warning("alerts[%d]@%d is not an Alert: %s", rec.partition, rec.offset,
                             exc)
-                await deadletter.send(key=rec.key, value=rec.value or b"", headers=[
-                    ("shoppulse.topic", alerts.get_topic_name().encode()),
-                    ("shoppulse.partition", str(rec.partition).encode()),
-                    ("shoppulse.offset", str(rec.offset).encode()),
-                    ("shoppulse.reason", b"bad_alert"),
-                    ("shoppulse.error", str(exc)[:500].encode())])
+                await deadletter.send(key=rec.key, value=rec.value or b"",
+                                      headers=deadletter_headers(
+                                          alerts.get_topic_name(), rec.partition, rec.offset,
+                                          "bad_alert", str(exc)[:500]))
                 continue
             dispatcher.handle(alert, rec.partition)
 
