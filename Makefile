@@ -6,6 +6,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SYSTEM  := PY=$(PY) bash scripts/setup-system.sh
+# Most tests wait on a broker or a worker process, so 3 test processes keep 2 cores busy.
+TEST_PROCS ?= 3
 
 .PHONY: demo test bench lint venv dashboards clean
 
@@ -25,7 +27,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(SYSTEM) test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/shoppulse bench throughput

@@ -24,7 +24,8 @@ _app_ids = itertools.count(1)
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     """One Tansu for the session; each test isolates itself with its own app name."""
-    b = EmbeddedBroker(log_path=str(ROOT / ".pytest-tansu.log")).start()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")  # one log per xdist worker
+    b = EmbeddedBroker(log_path=str(ROOT / f".pytest-tansu-{worker}.log")).start()
     try:
         yield b
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -129,12 +130,31 @@ def worker(config_path: str | None, broker: str | None, web_port: int | None,
     rt = create_app(cfg, bootstrap, web_port=web_port)
     port = rt.app.conf.web_port
     click.echo(f"shoppulse worker: metrics on http://127.0.0.1:{port}/metrics", err=True)
-    w = Worker(rt.app, loglevel=loglevel, quiet=True)
+    w = _stopping_fast(Worker)(rt.app, loglevel=loglevel, quiet=True)
     try:
         w.execute_from_commandline()
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _stopping_fast(worker_class: type) -> type:
+    """A Faust Worker that does not wait for the events in hand when told to stop.
+
+    Why: Faust's stop waits for every event an agent has taken to be acked, and an agent
+    can be waiting on a table write or a send that the stopping app no longer completes:
+    seen as "wait_empty: Waiting for tasks" until the supervisor's SIGKILL. Nothing needs
+    that wait at shutdown: an unacked event is not committed, so the next owner reads it
+    again, exactly as after a SIGKILL, which the agents are built for. (A rebalance still
+    waits: there the table writes must land before the changelog is read back.)
+    """
+
+    class FastStopWorker(worker_class):  # type: ignore[misc, valid-type]
+        def _schedule_shutdown(self, signal: Any) -> None:
+            self.app.conf.stream_wait_empty = False
+            super()._schedule_shutdown(signal)
+
+    return FastStopWorker
 
 
 # -- producing -----------------------------------------------------------------------
