@@ -74,6 +74,7 @@ def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, A
         "value_serializer": "raw",
         "table_cleanup_interval": 3600.0,
         "broker_commit_interval": 1.0,
+        "producer_linger": 0.005,
         "stream_wait_empty": True,  # a rebalance waits for the event in hand: its table
         # writes must land before the changelog is read back (memory store)
         "web_transport": "tcp://",
