@@ -158,7 +158,9 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                 detection.forget(tp.partition)
                 status.forget(tp.partition)
 
-    alerts = attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
+    # no rules, no alert stage (and none of its cost: ``bench throughput --with-alerts``)
+    alerts = (attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
+              if config.rules else None)
     notify = attach_notify(app, config, bootstrap, exporter.registry, exporter.refetched)
     if config.playbooks.enabled:
         wire_playbooks(app, config, bootstrap, exporter.registry, exporter.refetched,

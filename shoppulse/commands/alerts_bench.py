@@ -548,3 +548,63 @@ def _print(r: dict[str, Any]) -> None:
           f"{r['verdicts_decode_only_per_s']:,.0f}/s)")
     print(f"  delivered {r['delivered']}/{r['transitions']} transitions, signature rejects "
           f"{r['signature_rejects']}")
+
+
+# -- what the alert stage costs the pipeline --------------------------------------------
+def alert_cost(*, events: int, runs: int, as_json: bool, say: Any, produce: Any,
+               pipeline: Any) -> dict[str, Any]:
+    """``bench throughput --with-alerts``: the same events through the pipeline without the
+    alert stage (no rules, no receivers) and with it (the built-in rules, the alert agents,
+    the notify agent and a signed webhook receiver on loopback), alternating which goes
+    first, several runs; medians and their ratio. Playbooks are off in both (their own
+    stage). ``produce`` and ``pipeline`` are :mod:`shoppulse.commands.bench`'s."""
+    secret = secrets.token_hex(16)
+    clock = Clock()
+    rx = WebhookReceiver(free_port(), [secret], clock.on_receive).start()
+    base = yaml.safe_load(DEFAULT_PATH.read_text())
+    base["playbooks"] = {**(base.get("playbooks") or {}), "enabled": False}
+    without = {**base, "rules": [], "notifiers": {}}
+    with_ = {**base, "notifiers": {"bench": {
+        "type": "webhook", "url": rx.url, "secrets_env": ["BENCH_WEBHOOK_SECRET"]}}}
+    env = {"BENCH_WEBHOOK_SECRET": secret}
+    rows: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+            paths = {}
+            for name, data in (("without", without), ("with", with_)):
+                paths[name] = Path(tmp) / f"{name}.yaml"
+                paths[name].write_text(yaml.safe_dump(data, sort_keys=False))
+            cfg = ensure_topics(load_config(paths["with"], env={}), broker.bootstrap)
+            produce(broker, cfg, events, say)
+            for i in range(runs):
+                order = ["without", "with"] if i % 2 == 0 else ["with", "without"]
+                for name in order:
+                    got = pipeline(broker, events, f"cost{name}{i}{os.getpid()}",
+                                   paths[name], env)
+                    rows[name].append(got)
+                    say(f"run {i + 1}: pipeline {name} the alert stage: {got['eps']:,.0f} "
+                        f"events/s, peak RSS {got['rss_mb']:.0f} MB, {got['points']:.0f} points")
+    finally:
+        rx.stop()
+    result: dict[str, Any] = {
+        "pipeline_eps_without_alerts": statistics.median(r["eps"] for r in rows["without"]),
+        "pipeline_eps_with_alerts": statistics.median(r["eps"] for r in rows["with"]),
+        "peak_rss_mb_without_alerts": max(r["rss_mb"] for r in rows["without"]),
+        "peak_rss_mb_with_alerts": max(r["rss_mb"] for r in rows["with"]),
+        "webhook_notifications": sum(1 for _ in clock.received),
+        "events": events, "runs": runs,
+    }
+    result["ratio"] = result["pipeline_eps_with_alerts"] / result["pipeline_eps_without_alerts"]
+    result["cost_pct"] = 100.0 * (1.0 - result["ratio"])
+    if as_json:
+        print(orjson.dumps(result).decode())
+    else:
+        print(f"events {events}, medians of {runs} runs, alternating:")
+        print(f"  pipeline without the alert stage  {result['pipeline_eps_without_alerts']:>10,.0f}"
+              " events/s")
+        print(f"  pipeline with rules, alert and notify agents "
+              f"{result['pipeline_eps_with_alerts']:>10,.0f} events/s")
+        print(f"  ratio with / without {result['ratio']:.3f}: the alert stage costs "
+              f"{result['cost_pct']:.1f} % (goal <= 10 %: "
+              f"{'met' if result['cost_pct'] <= 10.0 else 'MISSED'})")
+    return result

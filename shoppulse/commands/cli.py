@@ -272,11 +272,13 @@ def bench() -> None:
 @click.option("--events", default=300_000, show_default=True)
 @click.option("--runs", default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def bench_throughput(events: int, runs: int, as_json: bool) -> None:
+@click.option("--with-alerts", is_flag=True,
+              help="the pipeline without and with rules, alert and notify agents, alternating")
+def bench_throughput(events: int, runs: int, as_json: bool, with_alerts: bool) -> None:
     """Raw aiokafka getmany+decode vs the full pipeline on one worker."""
     from shoppulse.commands.bench import throughput
 
-    throughput(events=events, runs=runs, as_json=as_json)
+    throughput(events=events, runs=runs, as_json=as_json, with_alerts=with_alerts)
 
 
 @bench.command("hostile")
