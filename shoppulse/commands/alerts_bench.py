@@ -452,12 +452,16 @@ def alerts(*, rate: float = 20.0, seconds: float = 20.0, burst: int = 300, runs:
            window: float = 2.0, grace: float = 1.0, as_json: bool = False) -> dict[str, Any]:
     say = (lambda *a: None) if as_json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     secret = secrets.token_hex(16)
-    clock = Clock()
+    clocks = [Clock()]  # one per run: fingerprints and episodes repeat across runs
     base, pipe = [], []
-    rx = WebhookReceiver(free_port(), [secret], clock.on_receive).start()
+    rx = WebhookReceiver(free_port(), [secret], lambda p, at: clocks[-1].on_receive(p, at))
+    rx.start()
     try:
         for i in range(runs):
             app = f"benchalerts{i}{os.getpid()}"
+            if i:
+                clocks.append(Clock())
+            clock = clocks[-1]
             with EmbeddedBroker() as broker:  # its own per run: input topics are shared
                 base.append(_baseline(broker, app, rx.url, secret, clock, rate=rate,
                                       seconds=min(seconds, 10.0), burst=burst))
