@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import yaml
 
 from shoppulse.alerting.fingerprint import fingerprint
@@ -327,7 +328,12 @@ def _live(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock,
             # steady state: windows that close from two windows after the first delivery
             since = time.time() + 2 * window
             until = since + seconds
-            time.sleep(max(0.0, until - time.time()) + window)
+            worker = psutil.Process(proc.pid)
+            time.sleep(max(0.0, since - time.time()))
+            worker.cpu_percent()  # starts the interval
+            time.sleep(max(0.0, until - time.time()))
+            cpu = worker.cpu_percent()  # of one core, over the measured seconds
+            time.sleep(window)
             stop.set()
             shop.join(30)
             # what closed before ``until`` is delivered by now, or counted missing
@@ -337,7 +343,8 @@ def _live(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock,
             time.sleep(3.0)
             live = hops(broker.bootstrap, cfg, dict(clock.transitions), grace, since, until)
             got = _summary(live["rows"])
-            got.update(series=n_series, events_per_s=events_per_s, verdicts=live["verdicts"])
+            got.update(series=n_series, events_per_s=events_per_s, verdicts=live["verdicts"],
+                       worker_cpu_pct=cpu, load_avg_1m=os.getloadavg()[0])
             bursts = [bench_alert(f"{app}-b{i}") for i in range(burst)]
             if bursts:
                 asyncio.run(_produce(broker.bootstrap, cfg.topic_name("alerts"), bursts, None,
@@ -480,7 +487,8 @@ def alerts(*, rate: float = 20.0, seconds: float = 20.0, burst: int = 300, runs:
                 f"{_fmt(p['point_to_alert_p99_s'])}, alert->webhook "
                 f"{_fmt(p['alert_to_webhook_p50_s'])}/{_fmt(p['alert_to_webhook_p99_s'])};"
                 f" point->verdict {_fmt(p['point_to_verdict_p50_s'])}/"
-                f"{_fmt(p['point_to_verdict_p99_s'])}; burst {p.get('burst_tps', 0):,.0f}/s")
+                f"{_fmt(p['point_to_verdict_p99_s'])}; burst {p.get('burst_tps', 0):,.0f}/s;"
+                f" worker CPU {p['worker_cpu_pct']:.0f} %, load {p['load_avg_1m']:.1f}")
     finally:
         rx.stop()
 
@@ -504,6 +512,8 @@ def alerts(*, rate: float = 20.0, seconds: float = 20.0, burst: int = 300, runs:
         "delivered": sum(p["delivered"] for p in pipe),
         "transitions_per_s": rate, "series": pipe[0]["series"] if pipe else 0,
         "burst_tps": _median(pipe, "burst_tps"),
+        "worker_cpu_pct": _median(pipe, "worker_cpu_pct"),
+        "load_avg_1m": _median(pipe, "load_avg_1m"),
         "baseline_alert_to_webhook_p50_s": _median(base, "p50"),
         "baseline_alert_to_webhook_p99_s": _median(base, "p99"),
         "baseline_burst_tps": _median(base, "burst_tps"),
@@ -550,6 +560,8 @@ def _print(r: dict[str, Any]) -> None:
               f"{r['baseline_burst_tps']:,.0f}/s (ratio {r['burst_ratio']:.2f})")
     print(f"  rules + lifecycle: {r['verdicts_per_s']:,.0f} verdicts/s (decode alone "
           f"{r['verdicts_decode_only_per_s']:,.0f}/s)")
+    print(f"  worker CPU while measured {r['worker_cpu_pct']:.0f} % of one core; machine load "
+          f"average {r['load_avg_1m']:.1f} (2 cores)")
     print(f"  delivered {r['delivered']}/{r['transitions']} transitions, signature rejects "
           f"{r['signature_rejects']}")
 
