@@ -109,7 +109,11 @@ def _pipeline(broker: EmbeddedBroker, n: int, app: str, config: Any = DEFAULT_PA
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, 15)
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # stuck in a stop: its figure is already taken
+            os.killpg(proc.pid, 9)
+            proc.wait(5)
     if t_first is None or t_last is None:
         raise RuntimeError(f"pipeline consumed {consumed:.0f} of {n} events")
     # the first scrape that sees events is up to one poll late: count the events before it
