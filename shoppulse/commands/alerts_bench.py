@@ -279,6 +279,9 @@ def hops(bootstrap: str, cfg: Any, received: dict[Key, float], grace: float,
 
 
 def _summary(rows: list[dict[str, float | None]]) -> dict[str, Any]:
+    """p50/p99 per hop over the transitions that got that far (``delivered`` says how many
+    did: the percentiles leave the others out, so a run that did not deliver them all
+    cannot meet the goal)."""
     out: dict[str, Any] = {"transitions": len(rows),
                            "delivered": sum(r["close_to_webhook"] is not None for r in rows)}
     for hop in ("close_to_point", "point_to_alert", "alert_to_webhook", "close_to_webhook",
@@ -541,9 +544,10 @@ def _print(r: dict[str, Any]) -> None:
     print(f"alerts on the live embedded stack, {r['rate']:g} transitions/s ({r['series']} "
           f"series, {r['window']:g}s windows, grace {r['grace']:g}s), medians of {r['runs']} "
           "run(s):")
+    met = (r["close_to_webhook_p99_s"] or 99) <= 1.0 and r["delivered"] == r["transitions"]
     print(f"  window close -> webhook received   p50 {_fmt(r['close_to_webhook_p50_s'])}  "
           f"p99 {_fmt(r['close_to_webhook_p99_s'])}   (goal p99 <= 1 s: "
-          f"{'met' if (r['close_to_webhook_p99_s'] or 99) <= 1.0 else 'MISSED'})")
+          f"{'met' if met else 'MISSED'})")
     for hop, name in (("close_to_point", "close -> point (ingest, combine)"),
                       ("point_to_alert", "point -> alert record"),
                       ("alert_to_webhook", "alert record -> webhook"),
