@@ -69,8 +69,10 @@ SEND_TIMEOUT_MS = 300_000
 #: partials message per destination, and the global stage waits for its table writes
 #: after each message (one broker round trip): measured at 200 live events/s, rounds as
 #: fast as fetches return made ~50 messages/s, more than the combine agent kept up with on
-#: this machine, so windows closed later and later. Full batches (a backlog) never wait.
+#: this machine, so windows closed later and later. A round of at least
+#: ``BUSY_ROUND_RECORDS`` (a backlog, or a firehose) never makes the next one wait.
 MIN_ROUND_SECONDS = 0.25
+BUSY_ROUND_RECORDS = 1000
 DEADLETTER_MAX_BYTES = 1_000_000  # longer payloads are dead-lettered truncated
 
 
@@ -194,7 +196,7 @@ class Ingest(Service):
                     await asyncio.sleep(wait)
                 started = time.monotonic()
                 data = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
-                if sum(map(len, data.values())) >= self.max_records:
+                if sum(map(len, data.values())) >= BUSY_ROUND_RECORDS:
                     started = 0.0  # a backlog: the next round at once
                 if data:  # fetched records: the broker is not what holds us up
                     self.last_answer = time.time()
