@@ -164,7 +164,8 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
     rt = AlertsRuntime(on_points, on_verdicts, reader)
     exporter.alerts_firing_sources.append(rt.firing_counts)
 
-    async def publish(partition: int, alerts: Iterable[Alert]) -> None:
+    async def publish(partition: int, alerts: Iterable[Alert]) -> list[Any]:
+        """Send the transitions not already on the topic; returns their ack futures."""
         futures = []
         for a in alerts:
             sent = await reader.sent(partition)
@@ -178,8 +179,7 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
             exporter.alert_transitions.labels(a.rule, a.state).inc()
             log.info("alert %s %s #%d %s value=%s", a.rule, a.state, a.episode, a.labels,
                      a.value)
-        if futures:
-            await asyncio.gather(*futures)
+        return futures
 
     async def dead(rec: Any, exc: Exception) -> None:
         exporter.alert_inputs_invalid.labels(rec.topic).inc()
@@ -192,7 +192,11 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
     async def judge(stream: faust.StreamT, reader: Contiguous, stage: AlertEngine, table: Any,
                     read: Callable[[Any], list[Alert]]) -> None:
         """Each record in offset order: judged, its transitions published, its writes waited
-        for (only when it changed state: a record that moved nothing needs no wait)."""
+        for (only when it changed state: a record that moved nothing needs no wait). The
+        sends and the state writes are awaited together, one broker round trip per record
+        that moved instead of two in a row: the state write is already in flight when the
+        sends start (the engine stores the state while judging), so waiting for the sends
+        first never ordered the two anyway."""
         async for event in stream.events():
             async for rec in reader.records(event):
                 writes = stage.writes
@@ -201,9 +205,9 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                 except (TypeError, ValueError, KeyError, orjson.JSONDecodeError) as exc:
                     await dead(rec, exc)
                     continue
-                await publish(rec.partition, alerts)
+                sends = await publish(rec.partition, alerts)
                 if alerts or stage.writes != writes:
-                    await written(table)
+                    await asyncio.gather(written(table), *sends)
 
     @app.agent(metrics_topic, name="alert_points")
     async def alert_points(stream: faust.StreamT) -> None:

@@ -74,6 +74,7 @@ def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, A
         "value_serializer": "raw",
         "table_cleanup_interval": 3600.0,
         "broker_commit_interval": 1.0,
+        "producer_linger": 0.005,
         "stream_wait_empty": True,  # a rebalance waits for the event in hand: its table
         # writes must land before the changelog is read back (memory store)
         "web_transport": "tcp://",
@@ -157,7 +158,9 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
                 detection.forget(tp.partition)
                 status.forget(tp.partition)
 
-    alerts = attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
+    # no rules, no alert stage (and none of its cost: ``bench throughput --with-alerts``)
+    alerts = (attach_alerts(app, config, bootstrap, exporter, metrics_topic, anomalies_topic)
+              if config.rules else None)
     notify = attach_notify(app, config, bootstrap, exporter.registry, exporter.refetched)
     if config.playbooks.enabled:
         wire_playbooks(app, config, bootstrap, exporter.registry, exporter.refetched,

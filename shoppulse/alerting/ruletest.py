@@ -28,6 +28,17 @@ passes here passes in the pipeline. Format::
           - {rule: PaymentSuccessLow, state: firing, at: 6m, value: 0.4}
           - {rule: PaymentSuccessLow, state: resolved, at: 9m,
              annotations: {summary: "Payment success 97.0 % (expected >= 90.0 %)"}}
+        notifications:             # optional: what each receiver gets after grouping
+          - {receiver: oncall, group: {alertname: PaymentSuccessLow}, at: 390s,
+             firing: 1, resolved: 0}
+
+``notifiers:`` at the top (optional) replaces the config's receivers, like ``rules:``.
+With ``notifications`` a case is also checked after grouping, as the receivers would get
+it (:mod:`shoppulse.alerting.notifiers.timeline`: Alertmanager's ``group_by``,
+``group_wait``, ``group_interval``, ``repeat_interval`` on event time): per notification
+the receiver, the group's labels exactly, and optionally ``at`` (event time since start),
+``firing`` and ``resolved`` (counts in that message) and ``repeat``. Every notification
+produced must be expected, in order per receiver and group.
 """
 
 from __future__ import annotations
@@ -79,7 +90,7 @@ def run_file(path: str | Path) -> list[CaseResult]:
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     cfg_path = doc.get("config")
     cfg_file = (path.parent / cfg_path) if cfg_path else DEFAULT_PATH
-    overrides = {"rules": doc["rules"]} if "rules" in doc else None
+    overrides = {k: doc[k] for k in ("rules", "notifiers") if k in doc} or None
     config = load_config(cfg_file, overrides=overrides, env={})
     return [run_case(config, case, i) for i, case in enumerate(doc.get("tests") or [])]
 
@@ -146,7 +157,44 @@ def run_case(config: Any, case: dict[str, Any], index: int) -> CaseResult:
     for a in left:
         res.problems.append(f"unexpected: {a.rule} {a.state} at {a.at - start:g}s "
                             f"{a.labels} value={a.value!r}")
+    if "notifications" in case:
+        until = max((x[2].window_end for x in inputs), default=start)
+        res.problems += check_notifications(config, produced, case["notifications"] or [],
+                                            start, until)
     return res
+
+
+def check_notifications(config: Any, produced: list[Alert], expected: list[dict[str, Any]],
+                        start: float, until: float) -> list[str]:
+    """Differences between the notifications the receivers would get and ``expected``."""
+    from shoppulse.alerting.notifiers.timeline import notifications
+
+    if not config.notifiers:
+        return ["notifications: the config has no receivers (add 'notifiers:')"]
+    sent = notifications(config.notifiers, produced, until)
+    problems = []
+    left = list(sent)
+    for j, exp in enumerate(expected):
+        group = {k: str(v) for k, v in (exp.get("group") or {}).items()}
+        at = None if "at" not in exp else start + parse_duration(exp["at"])
+        where = f"notifications[{j}] {exp.get('receiver')} {group}"
+        match = next((n for n in left if n.receiver == exp.get("receiver") and
+                      n.group == group), None)
+        if match is None:
+            problems.append(f"{where}: missing")
+            continue
+        left.remove(match)
+        if at is not None and not math.isclose(match.at, at):
+            problems.append(f"{where}: at {match.at - start:g}s, expected {exp['at']}")
+        for key in ("firing", "resolved", "repeat"):
+            if key in exp and getattr(match, key) != exp[key]:
+                problems.append(f"{where}: {key} is {getattr(match, key)!r}, "
+                                f"expected {exp[key]!r}")
+    for n in left:
+        problems.append(f"unexpected notification: {n.receiver} {n.group} at "
+                        f"{n.at - start:g}s firing={n.firing} resolved={n.resolved}"
+                        + (" (repeat)" if n.repeat else ""))
+    return problems
 
 
 def _labels(exp: dict[str, Any], a: Alert) -> dict[str, str]:

@@ -292,11 +292,13 @@ def bench() -> None:
 @click.option("--events", default=300_000, show_default=True)
 @click.option("--runs", default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def bench_throughput(events: int, runs: int, as_json: bool) -> None:
+@click.option("--with-alerts", is_flag=True,
+              help="the pipeline without and with rules, alert and notify agents, alternating")
+def bench_throughput(events: int, runs: int, as_json: bool, with_alerts: bool) -> None:
     """Raw aiokafka getmany+decode vs the full pipeline on one worker."""
     from shoppulse.commands.bench import throughput
 
-    throughput(events=events, runs=runs, as_json=as_json)
+    throughput(events=events, runs=runs, as_json=as_json, with_alerts=with_alerts)
 
 
 @bench.command("hostile")
@@ -352,16 +354,21 @@ def bench_detect(days: float | None, as_json: bool, seed: int, synthetic: bool, 
 
 
 @bench.command("alerts")
-@click.option("--rate", default=20.0, show_default=True, help="paced transitions/s")
-@click.option("--seconds", default=10.0, show_default=True, help="length of the paced phase")
-@click.option("--burst", default=500, show_default=True, help="transitions produced at once")
+@click.option("--rate", default=20.0, show_default=True,
+              help="transitions/s (rate x window categories flip at every window close)")
+@click.option("--seconds", default=20.0, show_default=True, help="length of the live phase")
+@click.option("--window", default=2.0, show_default=True, help="window size, seconds")
+@click.option("--grace", default=1.0, show_default=True, help="grace, seconds")
+@click.option("--burst", default=300, show_default=True, help="transitions produced at once")
 @click.option("--runs", default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def bench_alerts(rate: float, seconds: float, burst: int, runs: int, as_json: bool) -> None:
-    """Alert transitions through the notify agent to a signed webhook: latency, rate."""
+def bench_alerts(rate: float, seconds: float, window: float, grace: float, burst: int,
+                 runs: int, as_json: bool) -> None:
+    """Window close -> webhook on the live embedded stack: latency per hop, rates."""
     from shoppulse.commands.alerts_bench import alerts
 
-    alerts(rate=rate, seconds=seconds, burst=burst, runs=runs, as_json=as_json)
+    alerts(rate=rate, seconds=seconds, window=window, grace=grace, burst=burst, runs=runs,
+           as_json=as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

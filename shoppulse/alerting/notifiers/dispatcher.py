@@ -101,16 +101,21 @@ class Receiver:
     task: asyncio.Task | None = None
 
     def routes(self, alert: Alert) -> bool:
-        if alert.rule == NOTIFIER_DOWN and alert.labels.get("receiver") == self.name:
-            return False  # a receiver cannot be told that it is down
-        labels = alert_labels(alert)
-        if labels.get("drill") == "true" and self.spec.match.get("drill") != "true":
-            return False  # drill alerts never reach a production receiver
-        for key, want in self.spec.match.items():
-            allowed = [want] if isinstance(want, str) else want
-            if labels.get(key) not in allowed:
-                return False
-        return True
+        return routes(self.name, self.spec, alert)
+
+
+def routes(name: str, spec: ReceiverSpec, alert: Alert) -> bool:
+    """Does receiver ``name`` (its ``match``) take this alert?"""
+    if alert.rule == NOTIFIER_DOWN and alert.labels.get("receiver") == name:
+        return False  # a receiver cannot be told that it is down
+    labels = alert_labels(alert)
+    if labels.get("drill") == "true" and spec.match.get("drill") != "true":
+        return False  # drill alerts never reach a production receiver
+    for key, want in spec.match.items():
+        allowed = [want] if isinstance(want, str) else want
+        if labels.get(key) not in allowed:
+            return False
+    return True
 
 
 class Dispatcher:
