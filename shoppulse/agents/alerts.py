@@ -37,7 +37,7 @@ from mode import Service
 
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.exporter import Exporter
-from shoppulse.agents.tables import written
+from shoppulse.agents.tables import Staged, written
 from shoppulse.alerting.audit import AlertLog
 from shoppulse.alerting.engine import AlertEngine
 from shoppulse.streams.config import Config
@@ -153,9 +153,10 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
     on_verdict_table = app.Table("alert_verdicts",
                                  partitions=INTERNAL_PARTITIONS["anomalies"],
                                  key_type=str, value_type=bytes)
-    on_points = AlertEngine(config, on_point_table, kinds={"threshold", "change", "absence"},
+    staged_points, staged_verdicts = Staged(on_point_table), Staged(on_verdict_table)
+    on_points = AlertEngine(config, staged_points, kinds={"threshold", "change", "absence"},
                             partitions=INTERNAL_PARTITIONS["metrics"])
-    on_verdicts = AlertEngine(config, on_verdict_table, kinds={"anomaly"},
+    on_verdicts = AlertEngine(config, staged_verdicts, kinds={"anomaly"},
                               partitions=INTERNAL_PARTITIONS["anomalies"])
     reader = AlertsTopicReader(bootstrap, alerts_topic.get_topic_name(), n, loop=app.loop)
     points_in = Contiguous(bootstrap, on_point_table, exporter.refetched, loop=app.loop)
@@ -189,14 +190,12 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                                      str(exc))
         await deadletter.send(key=rec.key, value=rec.value or b"", headers=headers)
 
-    async def judge(stream: faust.StreamT, reader: Contiguous, stage: AlertEngine, table: Any,
-                    read: Callable[[Any], list[Alert]]) -> None:
-        """Each record in offset order: judged, its transitions published, its writes waited
-        for (only when it changed state: a record that moved nothing needs no wait). The
-        sends and the state writes are awaited together, one broker round trip per record
-        that moved instead of two in a row: the state write is already in flight when the
-        sends start (the engine stores the state while judging), so waiting for the sends
-        first never ordered the two anyway."""
+    async def judge(stream: faust.StreamT, reader: Contiguous, stage: AlertEngine,
+                    table: Any, staged: Staged, read: Callable[[Any], list[Alert]]) -> None:
+        """Each record in offset order: judged, its transitions published and acknowledged,
+        then its state written and waited for (only when it changed state: a record that
+        moved nothing needs no wait). Sends before state: a crash between the two replays
+        the record, whose transitions are then found on the topic (see :class:`Staged`)."""
         async for event in stream.events():
             async for rec in reader.records(event):
                 writes = stage.writes
@@ -206,17 +205,20 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                     await dead(rec, exc)
                     continue
                 sends = await publish(rec.partition, alerts)
+                if sends:
+                    await asyncio.gather(*sends)
+                staged.flush()
                 if alerts or stage.writes != writes:
-                    await asyncio.gather(written(table), *sends)
+                    await written(table)
 
     @app.agent(metrics_topic, name="alert_points")
     async def alert_points(stream: faust.StreamT) -> None:
-        await judge(stream, points_in, on_points, on_point_table,
+        await judge(stream, points_in, on_points, on_point_table, staged_points,
                     lambda rec: on_points.on_point(MetricPoint.loads(rec.value), rec.partition))
 
     @app.agent(anomalies_topic, name="alert_verdicts")
     async def alert_verdicts(stream: faust.StreamT) -> None:
-        await judge(stream, verdicts_in, on_verdicts, on_verdict_table,
+        await judge(stream, verdicts_in, on_verdicts, on_verdict_table, staged_verdicts,
                     lambda rec: on_verdicts.on_verdict(Verdict.loads(rec.value), rec.partition))
 
     @app.on_partitions_revoked.connect
