@@ -37,6 +37,7 @@ from mode import Service
 
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.exporter import Exporter
+from shoppulse.agents.ingest import dest_of
 from shoppulse.agents.tables import written
 from shoppulse.alerting.audit import AlertLog
 from shoppulse.alerting.engine import AlertEngine
@@ -154,7 +155,8 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                                  partitions=INTERNAL_PARTITIONS["anomalies"],
                                  key_type=str, value_type=bytes)
     on_points = AlertEngine(config, on_point_table, kinds={"threshold", "change", "absence"},
-                            partitions=INTERNAL_PARTITIONS["metrics"])
+                            partitions=INTERNAL_PARTITIONS["metrics"],
+                            lane=lambda metric: dest_of(metric, INTERNAL_PARTITIONS["partials"]))
     on_verdicts = AlertEngine(config, on_verdict_table, kinds={"anomaly"},
                               partitions=INTERNAL_PARTITIONS["anomalies"])
     reader = AlertsTopicReader(bootstrap, alerts_topic.get_topic_name(), n, loop=app.loop)
