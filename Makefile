@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SYSTEM  := PY=$(PY) bash scripts/setup-system.sh
 
-.PHONY: demo test bench lint venv dashboards clean
+.PHONY: demo test drill bench lint venv dashboards clean
 
 $(STAMP): pyproject.toml
 	$(SYSTEM) python
@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(SYSTEM) test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# every scenario of the plan through an embedded stack: detected, playbook run, recovered
+drill: $(STAMP)
+	$(BIN)/shoppulse drill --all
 
 bench: $(STAMP)
 	$(BIN)/shoppulse bench throughput

@@ -344,22 +344,33 @@ def bench_alerts(rate: float, seconds: float, burst: int, runs: int, as_json: bo
     alerts(rate=rate, seconds=seconds, burst=burst, runs=runs, as_json=as_json)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    logging.basicConfig(level=logging.WARNING)
-    sys.exit(main())
+@bench.command("playbooks")
+@click.option("--alerts", default=200, show_default=True, help="alerts per run, one at a time")
+@click.option("--runs", default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench_playbooks(alerts: int, runs: int, as_json: bool) -> None:
+    """Alert record -> the playbook's first side effect (p50/p99) against a raw consumer."""
+    from shoppulse.commands.playbooks_bench import playbooks
+
+    playbooks(alerts=alerts, runs=runs, as_json=as_json)
 
 
 @main.command()
 @click.argument("scenarios", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="every scenario, one after the other")
-@click.option("--rate", default=10.0, show_default=True, help="sessions/s at the daily peak")
-@click.option("--warm", default="1h", show_default=True, help="simulated history first")
+@click.option("--all", "all_", is_flag=True,
+              help="every scenario (in waves of scenarios that move different series)")
+@click.option("--rate", default=16.0, show_default=True, help="sessions/s at the daily peak")
+@click.option("--warm", default="35m", show_default=True, help="simulated history first")
 @click.option("--live-actions", is_flag=True, help="really perform the playbooks' actions")
 @click.option("--timeout", default="15m", show_default=True, help="wall time for the whole drill")
+@click.option("--grace", default="60s", show_default=True,
+              help="wall time for the last stages once every event is consumed")
+@click.option("--sequential", is_flag=True, help="one scenario at a time (no waves)")
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
 def drill(scenarios: tuple[str, ...], all_: bool, rate: float, warm: str, live_actions: bool,
-          timeout: str, config_path: str | None, as_json: bool) -> None:
+          timeout: str, grace: str, sequential: bool, config_path: str | None,
+          as_json: bool) -> None:
     """Inject SCENARIO(s) into an embedded stack and report detection, playbook and timings."""
     import json
 
@@ -375,8 +386,9 @@ def drill(scenarios: tuple[str, ...], all_: bool, rate: float, warm: str, live_a
     from shoppulse.commands.drill import report_lines
 
     result = run_drills(names, rate=rate, warm=parse_duration(warm),
-                        timeout=parse_duration(timeout), live_actions=live_actions,
-                        config_path=config_path, say=lambda m: click.echo(m, err=True))
+                        timeout=parse_duration(timeout), grace=parse_duration(grace),
+                        live_actions=live_actions, config_path=config_path,
+                        sequential=sequential, say=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else "\n".join(report_lines(result)))
     if not all(r["passed"] for r in result["drills"].values()):
         raise SystemExit(1)
@@ -389,3 +401,8 @@ def _register() -> None:
 
 
 _register()
+
+
+if __name__ == "__main__":  # pragma: no cover  (after every command is registered)
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(main())
