@@ -34,6 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from mode import Service
+from prometheus_client import Gauge
 
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.exporter import Exporter
@@ -165,6 +166,11 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
     app._extra_services.extend([reader, points_in, verdicts_in])
     rt = AlertsRuntime(on_points, on_verdicts, reader)
     exporter.alerts_firing_sources.append(rt.firing_counts)
+    clock = Gauge("shoppulse_alert_clock_seconds", "Newest window end the alert stage has "
+                  "judged (event time): how far behind the points it runs", ["input"],
+                  registry=exporter.registry)
+    clock.labels("points").set_function(lambda: on_points.clock)
+    clock.labels("verdicts").set_function(lambda: on_verdicts.clock)
 
     async def publish(partition: int, alerts: Iterable[Alert]) -> None:
         futures = []

@@ -162,6 +162,9 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     runner = Runner(engine, executors, emit, claims=JsonTable(claims_t),
                     persist=lambda: written(runs_t, open_t, claims_t), report=report)
     resumed = False
+    Gauge("shoppulse_playbook_clock_seconds", "Newest event time the playbook agent has seen "
+          "(alerts and verdicts): how far behind the pipeline it runs",
+          registry=registry).set_function(lambda: runner.event_now)
 
     @app.agent(alerts_topic, name="playbook-alerts")
     async def forward_alerts(stream: faust.StreamT) -> None:
@@ -242,7 +245,13 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
                                 "stage": run.stage, "outcome": run.outcome,
                                 "fingerprint": run.fingerprint, "series": run.series,
                                 "detected_at": run.detected_at, "completed": run.completed,
-                                "awaiting_approval": run.approval_deadline is not None})
+                                "awaiting_approval": run.approval_deadline is not None,
+                                "acknowledged_by": run.acknowledged_by,
+                                "windows_inside": run.inside,
+                                "windows_needed": engine.playbooks[run.playbook].evaluate.windows
+                                if run.playbook in engine.playbooks else None,
+                                "recovered_at": run.recovered_at,
+                                "started_at": run.started_at})
             return self.json({"runs": out})
 
     app.page("/playbooks/runs/{run_id}/{verb}")(Answer)

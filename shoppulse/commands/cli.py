@@ -219,14 +219,17 @@ def replay(file: str, broker: str | None, config_path: str | None, speed: float,
 @main.command()
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--web-port", default=6066, show_default=True)
-@click.option("--rate", default=40.0, show_default=True)
+@click.option("--rate", default=None, type=float,
+              help="sessions/s at the evening peak (default: 12/s at the current hour)")
 @click.option("--incident", "incidents", multiple=True,
-              default=("payment_outage@60s+3m:0.6",), show_default=True)
+              default=("landing_bounce_spike@60s+7m:0.5/channel=search",), show_default=True)
 @click.option("--duration", default=None, help="stop after this wall time (default: Ctrl-C)")
 @click.option("--history", default="35m", show_default=True,
               help="simulated history produced at full speed first, past the detectors' "
                    "30-minute warm-up (0: none)")
-def demo(config_path, web_port, rate, incidents, duration, history) -> None:
+@click.option("--speed", default=1.0, show_default=True,
+              help="live event time per wall second (a short demo: 10)")
+def demo(config_path, web_port, rate, incidents, duration, history, speed) -> None:
     """Broker + simulator + worker + live view, in one command. Ctrl-C stops all."""
     from shoppulse.commands.demo import run_demo
     from shoppulse.streams.config import parse_duration
@@ -235,7 +238,7 @@ def demo(config_path, web_port, rate, incidents, duration, history) -> None:
                                   else Path(__file__).resolve().parent.parent / "shoppulse.yaml")
     run_demo(cfg_path, web_port=web_port, rate=rate, incidents=list(incidents),
              duration=parse_duration(duration) if duration else None,
-             history=parse_duration(history))
+             history=parse_duration(history), speed=speed)
 
 
 @main.command()

@@ -211,18 +211,24 @@ class Watcher:
             await consumer.stop()
 
 
-def windows_closed(port: int) -> int | None:
-    """Windows the worker has closed so far: points of ``sessions_started_overall``, a
-    series with a point in every window (None while its web server is not up)."""
+def progress(port: int) -> tuple[int, float, float]:
+    """How far the worker's stages are: windows closed (points of
+    ``sessions_started_overall``, a series with a point in every window), and the event
+    time the alert stage and the playbook agent have reached."""
     from shoppulse.commands.bench import _scrape
 
     try:
         text = _scrape(port)
     except OSError:
-        return None
-    got = re.search(r'^shoppulse_metric_points_total\{metric="sessions_started_overall"\} (\S+)$',
-                    text, re.M)
-    return int(float(got.group(1))) if got else 0
+        return 0, 0.0, 0.0
+
+    def value(pattern: str) -> float:
+        got = re.search(rf"^{pattern} (\S+)$", text, re.M)
+        return float(got.group(1)) if got else 0.0
+
+    return (int(value(r'shoppulse_metric_points_total\{metric="sessions_started_overall"\}')),
+            value(r'shoppulse_alert_clock_seconds\{input="points"\}'),
+            value(r"shoppulse_playbook_clock_seconds"))
 
 
 def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0,
@@ -272,14 +278,17 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
                 done = asyncio.Event()
                 task = asyncio.ensure_future(watcher.watch(done))
                 deadline = time.monotonic() + timeout
+                last = DRILL_START + expect * 60.0
                 while not task.done() and time.monotonic() < deadline:
-                    closed = await asyncio.to_thread(windows_closed, port) or 0
+                    closed, judged, books = await asyncio.to_thread(progress, port)
                     if time.monotonic() - shown > 20:
                         shown = time.monotonic()
-                        say(f"drill: {closed}/{expect} windows closed, "
+                        say(f"drill: {closed}/{expect} windows closed, alerts at "
+                            f"{max(0.0, judged - DRILL_START) / 60:.0f} min, playbooks at "
+                            f"{max(0.0, books - DRILL_START) / 60:.0f} min of event time; "
                             f"{sum(bool(d.outcome) for d in drills)}/{len(drills)} runs closed")
-                    if closed >= expect:
-                        # every window of the drill judged: a last grace for the stages
+                    if closed >= expect and min(judged, books) >= last:
+                        # every window judged by every stage: a last grace for the runs
                         deadline = min(deadline, time.monotonic() + grace)
                     if procs[0].poll() is not None:
                         done.set()
