@@ -40,19 +40,23 @@ _BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 864
 
 
 class JsonTable(MutableMapping[str, Any]):
-    """A bytes-valued Faust table seen as a mapping of plain JSON values."""
+    """A bytes-valued Faust table seen as a mapping of plain JSON values; ``writes[0]``
+    counts the writes of every table sharing that list (did a record change state?)."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, writes: list[int] | None = None) -> None:
         self.table = table
+        self.writes = writes if writes is not None else [0]
 
     def __getitem__(self, key: str) -> Any:
         return orjson.loads(self.table[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.table[key] = orjson.dumps(value)
+        self.writes[0] += 1
 
     def __delitem__(self, key: str) -> None:
         del self.table[key]
+        self.writes[0] += 1
 
     def __contains__(self, key: object) -> bool:
         return key in self.table
@@ -137,7 +141,9 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     open_t = app.Table("playbook_open", partitions=1, key_type=str, value_type=bytes)
     claims_t = app.Table("playbook_claims", partitions=1, key_type=str, value_type=bytes)
     books = load_library(settings.folder)
-    engine = Engine(books, JsonTable(runs_t), JsonTable(open_t), dry_run=settings.dry_run)
+    writes = [0]  # state writes of the engine and the runner, not the offset notes
+    engine = Engine(books, JsonTable(runs_t, writes), JsonTable(open_t, writes),
+                    dry_run=settings.dry_run)
     metrics = PlaybookMetrics(registry)
     inbox_in = Contiguous(bootstrap, claims_t, refetched, loop=app.loop)
     app._extra_services.append(inbox_in)
@@ -159,7 +165,7 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     secrets = [s for s in os.environ.get(settings.secrets_env, "").split(",") if s]
     executors = Executors(send_kafka=send_kafka, secrets=secrets,
                           shell_allow=settings.shell_allow)
-    runner = Runner(engine, executors, emit, claims=JsonTable(claims_t),
+    runner = Runner(engine, executors, emit, claims=JsonTable(claims_t, writes),
                     persist=lambda: written(runs_t, open_t, claims_t), report=report)
     resumed = False
     Gauge("shoppulse_playbook_clock_seconds", "Newest event time the playbook agent has seen "
@@ -184,8 +190,10 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
                 if not resumed:  # the first message after (re)start: runs cut mid-act go on
                     resumed = True
                     await runner.resume()
+                before = writes[0]
                 await apply(rec.value)
-                await written(runs_t, open_t, claims_t)
+                if writes[0] != before:  # a record that moved no run (most verdicts) needs
+                    await written(runs_t, open_t, claims_t)  # no wait: replaying it is harmless
             metrics.refresh(engine)
 
     async def apply(value: bytes) -> None:

@@ -50,6 +50,10 @@ PLAN: dict[str, tuple[str, float, int]] = {
     "platform_policy_change": (":1.0/platform=ios", 600.0, 3),  # anomaly on traffic
 }
 RECOVERY = 720.0  # event time after a wave's longest incident: recovery and resolve
+TAIL = 1200.0
+"""Quiet traffic after the last wave: at full speed, event time runs on while a run waits
+for its approval and actions (wall time), and evaluate counts only windows after those.
+The drill stops as soon as every run is closed, so the tail costs time only on failure."""
 
 
 @dataclass
@@ -239,7 +243,7 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
     """The whole drill; returns ``{"drills": {SCENARIO: report}, "wall_s": ...}``."""
     began = time.monotonic()
     drills = schedule(scenarios, warm=warm, recovery=recovery, sequential=sequential)
-    total = max(d.end for d in drills) + recovery - DRILL_START
+    total = max(d.end for d in drills) + recovery + TAIL - DRILL_START
     token = secrets.token_urlsafe(24)
     app = f"drill{os.getpid()}"
     port = free_port()
@@ -323,7 +327,7 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         out.append(f"{'PASS' if r['passed'] else 'FAIL'} {name:<24} alert {alert:<18} "
                    f"playbook {r['playbook'] or '-':<24} ttd {_secs(r['ttd_s'])} "
                    f"tta {_secs(r['tta_s'])} ttr {_secs(r['ttr_s'])} "
-                   f"first action {_secs(r['first_action_s'])} ({r['outcome'] or 'no run'})")
+                   f"first action {_secs(r['first_action_s'])} ({r['outcome'] or 'open'})")
     if "wall_s" in result:
         out.append(f"{sum(r['passed'] for r in result['drills'].values())}/"
                    f"{len(result['drills'])} passed in {result['wall_s']:.0f}s wall "
