@@ -37,7 +37,8 @@ def drill(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[int, dict, 
 
 
 def test_payment_outage_drill_detects_runs_the_playbook_dry_and_recovers(tmp_path):
-    rc, result, log = drill(tmp_path, "payment_outage", "--warm", "10m")
+    # 25m of warm-up: the detector's 30-window warm-up must be over when evaluate counts
+    rc, result, log = drill(tmp_path, "payment_outage", "--warm", "25m")
     r = result["drills"]["payment_outage"]
     assert rc == 0 and r["passed"], (r, log)
     assert r["detected"] and r["alert"]["rule"] == "PaymentSuccessLow"
@@ -64,7 +65,9 @@ def test_a_drill_whose_alert_cannot_fire_fails_with_exit_code_1(tmp_path):
     config = tmp_path / "no-payment-rules.yaml"
     config.write_text(yaml.safe_dump(data))
     rc, result, log = drill(tmp_path, "payment_outage", "--warm", "5m", "--grace", "5s",
-                            "--config", str(config))
+                            "--timeout", "100s", "--config", str(config))
     r = result["drills"]["payment_outage"]
     assert rc == 1, log
     assert not r["passed"] and not r["detected"] and r["playbook"] is None
+    # not a drill cut short: the alert stage judged the whole incident and 2m (its for) more
+    assert result["alerts_judged_s"] >= 5 * 60 + 7 * 60 + 2 * 60, result

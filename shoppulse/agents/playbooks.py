@@ -31,7 +31,7 @@ from shoppulse.alerting.playbooks.engine import Engine
 from shoppulse.alerting.playbooks.runner import Runner
 from shoppulse.alerting.playbooks.spec import load_library
 from shoppulse.streams.config import Config
-from shoppulse.streams.records import Alert, PlaybookStep, Verdict
+from shoppulse.streams.records import Alert, PlaybookStep, Verdict, series_key
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +170,39 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     resumed = False
     Gauge("shoppulse_playbook_clock_seconds", "Newest event time the playbook agent has seen "
           "(alerts and verdicts): how far behind the pipeline it runs",
-          registry=registry).set_function(lambda: runner.event_now)
+          registry=registry).set_function(lambda: max(runner.event_now, skipped_clock[0]))
 
     @app.agent(alerts_topic, name="playbook-alerts")
     async def forward_alerts(stream: faust.StreamT) -> None:
         async for value in stream:
             await inbox.send(key=b"alert", value=ALERT + value)
 
+    skipped_clock = [0.0]  # newest window of a verdict no open run needed
+
+    def watched() -> set[str] | None:
+        """Series of the open runs, when this worker owns them (None: forward everything,
+        the runs live on another worker). Evaluate counts only windows after a run's
+        actions, so a verdict of a series without an open run is never needed."""
+        owned = any(tp.topic == inbox.get_topic_name()
+                    for tp in app.assignor.assigned_actives())
+        if not owned:
+            return None
+        out = set()
+        for run_id in list(engine.open_runs.values()):
+            run = engine.get(run_id)
+            if run is not None:
+                out.add(run.series)
+        return out
+
     @app.agent(anomalies_topic, name="playbook-verdicts")
     async def forward_verdicts(stream: faust.StreamT) -> None:
         async for value in stream:
+            series = watched()
+            if series is not None:
+                v = orjson.loads(value)
+                if series_key(v.get("metric", ""), v.get("labels") or {}) not in series:
+                    skipped_clock[0] = max(skipped_clock[0], float(v.get("window_end", 0.0)))
+                    continue  # most verdicts: one table read, no message, no changelog
             await inbox.send(key=b"verdict", value=VERDICT + value)
 
     @app.agent(inbox, name="playbooks")

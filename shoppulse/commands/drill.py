@@ -276,6 +276,7 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
 
             expect = int(total // 60) - 2  # the last windows close only when all is idle
             shown = 0.0
+            reached = [0, 0.0, 0.0]  # windows closed, alert and playbook clocks
 
             async def main() -> None:
                 nonlocal shown
@@ -285,6 +286,8 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
                 last = DRILL_START + expect * 60.0
                 while not task.done() and time.monotonic() < deadline:
                     closed, judged, books = await asyncio.to_thread(progress, port)
+                    reached[:] = [max(reached[0], closed), max(reached[1], judged),
+                                  max(reached[2], books)]
                     if time.monotonic() - shown > 20:
                         shown = time.monotonic()
                         say(f"drill: {closed}/{expect} windows closed, alerts at "
@@ -308,6 +311,9 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
             log.close()
     return {"drills": {d.scenario: d.report() for d in drills},
             "wall_s": round(time.monotonic() - began, 1), "event_time_s": total,
+            "windows_closed": reached[0],
+            "alerts_judged_s": max(0.0, reached[1] - DRILL_START),
+            "playbooks_at_s": max(0.0, reached[2] - DRILL_START),
             "rate": rate, "log": log.name}
 
 
