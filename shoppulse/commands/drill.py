@@ -35,13 +35,15 @@ DRILL_START = 1_767_290_400.0  # 2026-01-01 18:00 UTC: the evening, when the sho
 #: hits, chosen so that the plan's rules trip by construction at drill volume), how long it
 #: lasts in event time (the slowest rule's ``for`` plus a few windows) and its *wave*:
 #: scenarios of one wave run at the same time because they move different series (a
-#: payment outage, one carrier's delays, bots on ads, one category's prices).
+#: payment outage, one carrier's delays, search's landing page, one category's prices).
 PLAN: dict[str, tuple[str, float, int]] = {
     "payment_outage": (":0.6", 420.0, 0),                      # PaymentSuccessLow, for 2m
     "logistics_delay": (":1.0/carrier=fastship", 540.0, 0),    # DeliveryDelaysHigh, for 5m
-    "bot_traffic": (":3/channel=ads", 420.0, 0),               # CtrSuspiciouslyHigh, for 3m
+    "landing_bounce_spike": (":0.5/channel=search", 540.0, 0),  # LandingBounceHigh, for 5m
     "price_error": (":0.95/category=electronics", 600.0, 0),   # anomaly on GMV
-    "landing_bounce_spike": (":0.5/channel=search", 540.0, 1),  # LandingBounceHigh, for 5m
+    # bots bounce too: after the landing spike, so LandingBounceHigh's flap damping (a new
+    # episode within 1h of a resolve needs 15m of trouble) does not hide the landing drill
+    "bot_traffic": (":3/channel=ads", 420.0, 1),               # CtrSuspiciouslyHigh, for 3m
     "pipeline_stall": (":1.0/topic=orders", 900.0, 1),         # OrdersSilent, 5m silent
     "checkout_conversion_drop": (":1.0", 960.0, 2),            # ConversionLow, for 10m
     "channel_traffic_drop": (":0.9/channel=search", 540.0, 2),  # anomaly on sessions
