@@ -1,5 +1,7 @@
 """`shoppulse demo` on a short schedule: the incident's alert fires (terminal, /metrics,
-signed webhook log), its playbook runs its four stages, recovers, and the alert resolves."""
+signed webhook log), its playbook runs its four stages (its approval answered by the demo),
+recovers, and the alert resolves. Bot traffic: `CtrSuspiciouslyHigh` fires after 3 minutes
+of event time, the quickest of the demo-volume rules, and its playbook asks for approval."""
 
 from __future__ import annotations
 
@@ -28,9 +30,8 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "shoppulse.commands.cli", "demo", "--web-port", str(port),
-         "--history", "6m", "--speed", "10",
-         "--incident", "landing_bounce_spike@20s+6m:0.5/channel=search",
-         "--duration", "170s"],
+         "--history", "6m", "--speed", "5",
+         "--incident", "bot_traffic@20s+4m:3/channel=ads", "--duration", "330s"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True, preexec_fn=die_with_parent)
     lines: list[str] = []
@@ -39,13 +40,13 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
     reader.start()
     firing_on_metrics = False
     try:
-        deadline = time.monotonic() + 190
+        deadline = time.monotonic() + 350
         while time.monotonic() < deadline and demo.poll() is None:
             text = "\n".join(lines)
-            if not firing_on_metrics and "ALERT FIRING LandingBounceHigh" in text:
-                firing_on_metrics = ('shoppulse_alerts_firing{rule="LandingBounceHigh",'
+            if not firing_on_metrics and "ALERT FIRING CtrSuspiciouslyHigh" in text:
+                firing_on_metrics = ('shoppulse_alerts_firing{rule="CtrSuspiciouslyHigh",'
                                      'severity="warning"} 1.0') in _metrics(port)
-            if "ALERT RESOLVED LandingBounceHigh" in text:
+            if "ALERT RESOLVED CtrSuspiciouslyHigh" in text and "recovered after" in text:
                 break
             time.sleep(1)
     finally:
@@ -64,17 +65,24 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
         assert i >= 0, f"{needle!r} not in the demo's output:\n{out[-4000:]}"
         return i
 
-    fired = at("ALERT FIRING LandingBounceHigh (warning) bounce_overall value")
-    stages = [at(s) for s in ("1/4 identify", "2/4 decide: approved by auto",
-                              "3/4 act: notify_growth, check_landing_pages", "4/4 evaluate")]
-    at("PLAYBOOK landing_bounce_spike run landing_bounce_spike-")
-    recovered = at("recovered after 3 windows")
-    resolved = at("ALERT RESOLVED LandingBounceHigh")
-    assert fired < stages[0] < stages[1] < stages[2] < stages[3] < recovered, out[-4000:]
+    fired = at("ALERT FIRING CtrSuspiciouslyHigh (warning) ctr{channel=ads} value")
+    book = "PLAYBOOK bot_traffic run bot_traffic-"
+    stages = [at(book + s) for s in ("", )] + [
+        out.find(s, fired) for s in (
+            "1/4 identify: ctr{channel=ads}",
+            "2/4 decide: awaiting approval; approved as the on-call (`shoppulse playbook "
+            "approve bot_traffic-",
+            "2/4 decide: approved by demo",
+            "3/4 act: notify_fraud_team, enable_bot_challenge, pause_affected_campaigns",
+            "4/4 evaluate: ctr{channel=ads}")]
+    recovered = out.find("recovered after 3 windows", fired)
+    resolved = at("ALERT RESOLVED CtrSuspiciouslyHigh")
+    assert fired < stages[1] < stages[3] < stages[4] < stages[5] < recovered, out[-4000:]
+    assert fired < stages[2] < stages[4], out[-4000:]
     assert fired < resolved
     assert firing_on_metrics, "shoppulse_alerts_firing did not show the alert on /metrics"
     hooks = [json.loads(ln) for ln in (tmp_path / "shoppulse-demo-webhooks.jsonl")
              .read_text().splitlines()]
     got = {(a["labels"]["alertname"], a["status"]) for h in hooks for a in h["alerts"]}
-    assert {("LandingBounceHigh", "firing"), ("LandingBounceHigh", "resolved")} <= got
+    assert {("CtrSuspiciouslyHigh", "firing"), ("CtrSuspiciouslyHigh", "resolved")} <= got
     assert "shoppulse-demo-webhooks.jsonl" in out  # the log's path is printed

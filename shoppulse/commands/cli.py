@@ -222,7 +222,7 @@ def replay(file: str, broker: str | None, config_path: str | None, speed: float,
 @click.option("--rate", default=None, type=float,
               help="sessions/s at the evening peak (default: 12/s at the current hour)")
 @click.option("--incident", "incidents", multiple=True,
-              default=("landing_bounce_spike@60s+7m:0.5/channel=search",), show_default=True)
+              default=("bot_traffic@60s+6m:3/channel=ads",), show_default=True)
 @click.option("--duration", default=None, help="stop after this wall time (default: Ctrl-C)")
 @click.option("--history", default="35m", show_default=True,
               help="simulated history produced at full speed first, past the detectors' "

@@ -43,7 +43,6 @@ from shoppulse.streams.simulator import diurnal_factor
 #: Sessions a second the demo aims at when it starts (``--rate`` is the evening peak): enough
 #: for the site-wide rules' minimum denominators in 10 s windows at any hour of the day.
 DEMO_SESSIONS_PER_S = 12.0
-DEFAULT_INCIDENT = "landing_bounce_spike@60s+7m:0.5/channel=search"
 HOOKS_LOG = "shoppulse-demo-webhooks.jsonl"
 
 #: The site-wide series an operator reads first: (label, metric name, Prometheus name).
