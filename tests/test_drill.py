@@ -65,7 +65,7 @@ def test_a_drill_whose_alert_cannot_fire_fails_with_exit_code_1(tmp_path):
     config = tmp_path / "no-payment-rules.yaml"
     config.write_text(yaml.safe_dump(data))
     rc, result, log = drill(tmp_path, "payment_outage", "--warm", "5m", "--grace", "5s",
-                            "--timeout", "100s", "--config", str(config))
+                            "--timeout", "150s", "--config", str(config))
     r = result["drills"]["payment_outage"]
     assert rc == 1, log
     assert not r["passed"] and not r["detected"] and r["playbook"] is None
