@@ -9,7 +9,7 @@ SYSTEM  := PY=$(PY) bash scripts/setup-system.sh
 # Most tests wait on a broker or a worker process, so 3 test processes keep 2 cores busy.
 TEST_PROCS ?= 3
 
-.PHONY: demo test bench lint venv dashboards clean
+.PHONY: demo test drill bench lint venv dashboards clean
 
 $(STAMP): pyproject.toml
 	$(SYSTEM) python
@@ -28,6 +28,10 @@ test: $(STAMP)
 	$(SYSTEM) test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist worksteal
+
+# every scenario of the plan through an embedded stack: detected, playbook run, recovered
+drill: $(STAMP)
+	$(BIN)/shoppulse drill --all
 
 bench: $(STAMP)
 	$(BIN)/shoppulse bench throughput

@@ -34,9 +34,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from mode import Service
+from prometheus_client import Gauge
 
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.exporter import Exporter
+from shoppulse.agents.ingest import dest_of
 from shoppulse.agents.tables import Staged, written
 from shoppulse.alerting.audit import AlertLog
 from shoppulse.alerting.engine import AlertEngine
@@ -155,7 +157,8 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                                  key_type=str, value_type=bytes)
     staged_points, staged_verdicts = Staged(on_point_table), Staged(on_verdict_table)
     on_points = AlertEngine(config, staged_points, kinds={"threshold", "change", "absence"},
-                            partitions=INTERNAL_PARTITIONS["metrics"])
+                            partitions=INTERNAL_PARTITIONS["metrics"],
+                            lane=lambda metric: dest_of(metric, INTERNAL_PARTITIONS["partials"]))
     on_verdicts = AlertEngine(config, staged_verdicts, kinds={"anomaly"},
                               partitions=INTERNAL_PARTITIONS["anomalies"])
     reader = AlertsTopicReader(bootstrap, alerts_topic.get_topic_name(), n, loop=app.loop)
@@ -164,6 +167,11 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
     app._extra_services.extend([reader, points_in, verdicts_in])
     rt = AlertsRuntime(on_points, on_verdicts, reader)
     exporter.alerts_firing_sources.append(rt.firing_counts)
+    clock = Gauge("shoppulse_alert_clock_seconds", "Newest window end the alert stage has "
+                  "judged (event time): how far behind the points it runs", ["input"],
+                  registry=exporter.registry)
+    clock.labels("points").set_function(lambda: on_points.clock)
+    clock.labels("verdicts").set_function(lambda: on_verdicts.clock)
 
     async def publish(partition: int, alerts: Iterable[Alert]) -> list[Any]:
         """Send the transitions not already on the topic; returns their ack futures."""

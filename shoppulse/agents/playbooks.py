@@ -31,7 +31,7 @@ from shoppulse.alerting.playbooks.engine import Engine
 from shoppulse.alerting.playbooks.runner import Runner
 from shoppulse.alerting.playbooks.spec import load_library
 from shoppulse.streams.config import Config
-from shoppulse.streams.records import Alert, PlaybookStep, Verdict
+from shoppulse.streams.records import Alert, PlaybookStep, Verdict, series_key
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,23 @@ _BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 864
 
 
 class JsonTable(MutableMapping[str, Any]):
-    """A bytes-valued Faust table seen as a mapping of plain JSON values."""
+    """A bytes-valued Faust table seen as a mapping of plain JSON values; ``writes[0]``
+    counts the writes of every table sharing that list (did a record change state?)."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, writes: list[int] | None = None) -> None:
         self.table = table
+        self.writes = writes if writes is not None else [0]
 
     def __getitem__(self, key: str) -> Any:
         return orjson.loads(self.table[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.table[key] = orjson.dumps(value)
+        self.writes[0] += 1
 
     def __delitem__(self, key: str) -> None:
         del self.table[key]
+        self.writes[0] += 1
 
     def __contains__(self, key: object) -> bool:
         return key in self.table
@@ -137,7 +141,9 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     open_t = app.Table("playbook_open", partitions=1, key_type=str, value_type=bytes)
     claims_t = app.Table("playbook_claims", partitions=1, key_type=str, value_type=bytes)
     books = load_library(settings.folder)
-    engine = Engine(books, JsonTable(runs_t), JsonTable(open_t), dry_run=settings.dry_run)
+    writes = [0]  # state writes of the engine and the runner, not the offset notes
+    engine = Engine(books, JsonTable(runs_t, writes), JsonTable(open_t, writes),
+                    dry_run=settings.dry_run)
     metrics = PlaybookMetrics(registry)
     inbox_in = Contiguous(bootstrap, claims_t, refetched, loop=app.loop)
     app._extra_services.append(inbox_in)
@@ -159,18 +165,44 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     secrets = [s for s in os.environ.get(settings.secrets_env, "").split(",") if s]
     executors = Executors(send_kafka=send_kafka, secrets=secrets,
                           shell_allow=settings.shell_allow)
-    runner = Runner(engine, executors, emit, claims=JsonTable(claims_t),
+    runner = Runner(engine, executors, emit, claims=JsonTable(claims_t, writes),
                     persist=lambda: written(runs_t, open_t, claims_t), report=report)
     resumed = False
+    Gauge("shoppulse_playbook_clock_seconds", "Newest event time the playbook agent has seen "
+          "(alerts and verdicts): how far behind the pipeline it runs",
+          registry=registry).set_function(lambda: max(runner.event_now, skipped_clock[0]))
 
     @app.agent(alerts_topic, name="playbook-alerts")
     async def forward_alerts(stream: faust.StreamT) -> None:
         async for value in stream:
             await inbox.send(key=b"alert", value=ALERT + value)
 
+    skipped_clock = [0.0]  # newest window of a verdict no open run needed
+
+    def watched() -> set[str] | None:
+        """Series of the open runs, when this worker owns them (None: forward everything,
+        the runs live on another worker). Evaluate counts only windows after a run's
+        actions, so a verdict of a series without an open run is never needed."""
+        owned = any(tp.topic == inbox.get_topic_name()
+                    for tp in app.assignor.assigned_actives())
+        if not owned:
+            return None
+        out = set()
+        for run_id in list(engine.open_runs.values()):
+            run = engine.get(run_id)
+            if run is not None:
+                out.add(run.series)
+        return out
+
     @app.agent(anomalies_topic, name="playbook-verdicts")
     async def forward_verdicts(stream: faust.StreamT) -> None:
         async for value in stream:
+            series = watched()
+            if series is not None:
+                v = orjson.loads(value)
+                if series_key(v.get("metric", ""), v.get("labels") or {}) not in series:
+                    skipped_clock[0] = max(skipped_clock[0], float(v.get("window_end", 0.0)))
+                    continue  # most verdicts: one table read, no message, no changelog
             await inbox.send(key=b"verdict", value=VERDICT + value)
 
     @app.agent(inbox, name="playbooks")
@@ -181,8 +213,10 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
                 if not resumed:  # the first message after (re)start: runs cut mid-act go on
                     resumed = True
                     await runner.resume()
+                before = writes[0]
                 await apply(rec.value)
-                await written(runs_t, open_t, claims_t)
+                if writes[0] != before:  # a record that moved no run (most verdicts) needs
+                    await written(runs_t, open_t, claims_t)  # no wait: replaying it is harmless
             metrics.refresh(engine)
 
     async def apply(value: bytes) -> None:
@@ -242,7 +276,13 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
                                 "stage": run.stage, "outcome": run.outcome,
                                 "fingerprint": run.fingerprint, "series": run.series,
                                 "detected_at": run.detected_at, "completed": run.completed,
-                                "awaiting_approval": run.approval_deadline is not None})
+                                "awaiting_approval": run.approval_deadline is not None,
+                                "acknowledged_by": run.acknowledged_by,
+                                "windows_inside": run.inside,
+                                "windows_needed": engine.playbooks[run.playbook].evaluate.windows
+                                if run.playbook in engine.playbooks else None,
+                                "recovered_at": run.recovered_at,
+                                "started_at": run.started_at})
             return self.json({"runs": out})
 
     app.page("/playbooks/runs/{run_id}/{verb}")(Answer)

@@ -5,6 +5,8 @@ benchmark). The store holds, all as bytes:
 
 * ``s|<fingerprint>``: the :class:`AlertState` of an alert that was ever active;
 * ``c|<partition>``: the partition's event-time clock, the newest window end seen;
+* ``c|<partition>|<lane>``: the newest window end of each *lane* (the points one emitter
+  sends in window order, see ``lane`` below); absence is judged on the slowest live lane;
 * ``a|<fingerprint>``: when an absence-watched series or topic was last seen;
 * ``h|<series>|<window start>``: values kept a week for change rules.
 
@@ -37,13 +39,20 @@ from shoppulse.streams.records import Alert, MetricPoint, Verdict, series_key
 
 Listener = Callable[[Alert], None]
 _INACTIVE = b'{"state":"inactive"'  # AlertState.dumps() starts with its state
+LANE_SLACK = 2.0  # how far (x an absence's ``for``) one emitter may trail the newest
 
 
 class AlertEngine:
     def __init__(self, config: Config, store: MutableMapping[str, bytes], *,
                  kinds: set[str] | None = None, partitions: int = 4,
-                 on_transition: Listener | None = None) -> None:
+                 on_transition: Listener | None = None,
+                 lane: Callable[[str], int] | None = None) -> None:
+        """``lane(metric)`` names the emitter of a metric's points (the worker: the global
+        stage's destination partition). Emitters run at their own pace, so a fast replay
+        puts points of window 10 from one before points of window 5 from another; absence
+        judged on the newest window seen would call the slow one's metrics silent."""
         self.rules = RuleSet(config, kinds)
+        self.lane = lane
         self.drill = config.drill
         self.store = store
         self.partitions = partitions
@@ -56,12 +65,15 @@ class AlertEngine:
         # and what is firing (the gauge)
         self._loaded: set[int] = set()
         self._watched: dict[int, dict[str, tuple[AbsenceRule, dict[str, str]]]] = {}
+        self._lanes: dict[int, dict[int, float]] = {}  # partition -> lane -> newest end
         self.firing: dict[str, tuple[str, str, int]] = {}  # fp -> (rule, severity, partition)
         self.writes = 0  # store writes so far: a caller waits for durability only if it grew
+        self.clock = 0.0  # newest window end judged by this process (progress, not state)
 
     # -- inputs -----------------------------------------------------------------------
     def on_point(self, p: MetricPoint, partition: int = 0) -> list[Alert]:
         self._load(partition)
+        self.clock = max(self.clock, p.window_end)
         out: list[Alert] = []
         for rule in self.rules.for_metric(p.metric):
             if not rule.applies(p.metric, p.labels):
@@ -81,11 +93,29 @@ class AlertEngine:
         clock = float(raw) if raw is not None else -math.inf
         if p.window_end > clock:
             self._put(ckey, repr(p.window_end).encode())
-            out += self._absences(partition, p.window_end)
+        lane = 0 if self.lane is None else self.lane(p.metric)
+        lanes = self._lanes.setdefault(partition, {})
+        if p.window_end > lanes.get(lane, -math.inf):
+            lanes[lane] = p.window_end
+            # not counted in ``writes`` (not waited for): a lane clock lost in a crash only
+            # holds absence back until the replayed points move it again
+            self.store[f"{ckey}|{lane}"] = repr(p.window_end).encode()
+            out += self._absences(partition)
         return out
+
+    def absence_clock(self, partition: int, silence: float) -> float:
+        """The slowest lane still alive: every emitter has closed its windows up to here.
+        A lane more than ``LANE_SLACK`` x ``silence`` behind the newest one counts as
+        silent itself (its metrics may all read the silent topic), not as slow."""
+        lanes = self._lanes.get(partition) or {}
+        if not lanes:
+            return -math.inf
+        newest = max(lanes.values())
+        return min(c for c in lanes.values() if c >= newest - LANE_SLACK * silence)
 
     def on_verdict(self, v: Verdict, partition: int = 0) -> list[Alert]:
         self._load(partition)
+        self.clock = max(self.clock, v.window_end)
         out: list[Alert] = []
         for rule in self.rules.for_metric(v.metric):
             if isinstance(rule, AnomalyRule) and rule.applies(v.metric, v.labels):
@@ -97,6 +127,7 @@ class AlertEngine:
         """The partition left this worker: drop what memory holds of it."""
         self._loaded.discard(partition)
         self._watched.pop(partition, None)
+        self._lanes.pop(partition, None)
         for fp in [fp for fp, (_, _, p) in self.firing.items() if p == partition]:
             del self.firing[fp]
 
@@ -168,14 +199,16 @@ class AlertEngine:
                                      "partition": partition}))
         self._watched.setdefault(partition, {})[fp] = (rule, labels)
 
-    def _absences(self, partition: int, clock: float) -> list[Alert]:
+    def _absences(self, partition: int) -> list[Alert]:
         out: list[Alert] = []
         for fp, (rule, labels) in list(self._watched.get(partition, {}).items()):
             raw = self.store.get(f"a|{fp}")
             if raw is None:
                 continue
             seen = orjson.loads(raw)["seen"]
-            out += self._step(rule, labels, rule.evaluate(seen, clock), partition)
+            clock = self.absence_clock(partition, rule.spec.for_)
+            if clock >= seen:
+                out += self._step(rule, labels, rule.evaluate(seen, clock), partition)
         return out
 
     # -- change -------------------------------------------------------------------------
@@ -200,7 +233,10 @@ class AlertEngine:
             return
         self._loaded.add(partition)
         watched = self._watched.setdefault(partition, {})
+        lanes = self._lanes.setdefault(partition, {})
         for key in list(self.store.keys()):
+            if key.startswith(f"c|{partition}|"):
+                lanes[int(key.rsplit("|", 1)[1])] = float(self.store[key])
             if key.startswith("a|"):
                 d = orjson.loads(self.store[key])
                 rule = self.rules.by_name.get(d["rule"])

@@ -239,14 +239,17 @@ def replay(file: str, broker: str | None, config_path: str | None, speed: float,
 @main.command()
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--web-port", default=6066, show_default=True)
-@click.option("--rate", default=40.0, show_default=True)
+@click.option("--rate", default=None, type=float,
+              help="sessions/s at the evening peak (default: 12/s at the current hour)")
 @click.option("--incident", "incidents", multiple=True,
-              default=("payment_outage@60s+3m:0.6",), show_default=True)
+              default=("bot_traffic@60s+6m:3/channel=ads",), show_default=True)
 @click.option("--duration", default=None, help="stop after this wall time (default: Ctrl-C)")
 @click.option("--history", default="35m", show_default=True,
               help="simulated history produced at full speed first, past the detectors' "
                    "30-minute warm-up (0: none)")
-def demo(config_path, web_port, rate, incidents, duration, history) -> None:
+@click.option("--speed", default=1.0, show_default=True,
+              help="live event time per wall second (a short demo: 10)")
+def demo(config_path, web_port, rate, incidents, duration, history, speed) -> None:
     """Broker + simulator + worker + live view, in one command. Ctrl-C stops all."""
     from shoppulse.commands.demo import run_demo
     from shoppulse.streams.config import parse_duration
@@ -255,7 +258,7 @@ def demo(config_path, web_port, rate, incidents, duration, history) -> None:
                                   else Path(__file__).resolve().parent.parent / "shoppulse.yaml")
     run_demo(cfg_path, web_port=web_port, rate=rate, incidents=list(incidents),
              duration=parse_duration(duration) if duration else None,
-             history=parse_duration(history))
+             history=parse_duration(history), speed=speed)
 
 
 @main.command()
@@ -371,22 +374,33 @@ def bench_alerts(rate: float, seconds: float, window: float, grace: float, burst
            as_json=as_json)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    logging.basicConfig(level=logging.WARNING)
-    sys.exit(main())
+@bench.command("playbooks")
+@click.option("--alerts", default=200, show_default=True, help="alerts per run, one at a time")
+@click.option("--runs", default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench_playbooks(alerts: int, runs: int, as_json: bool) -> None:
+    """Alert record -> the playbook's first side effect (p50/p99) against a raw consumer."""
+    from shoppulse.commands.playbooks_bench import playbooks
+
+    playbooks(alerts=alerts, runs=runs, as_json=as_json)
 
 
 @main.command()
 @click.argument("scenarios", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="every scenario, one after the other")
-@click.option("--rate", default=10.0, show_default=True, help="sessions/s at the daily peak")
-@click.option("--warm", default="1h", show_default=True, help="simulated history first")
+@click.option("--all", "all_", is_flag=True,
+              help="every scenario (in waves of scenarios that move different series)")
+@click.option("--rate", default=16.0, show_default=True, help="sessions/s at the daily peak")
+@click.option("--warm", default="35m", show_default=True, help="simulated history first")
 @click.option("--live-actions", is_flag=True, help="really perform the playbooks' actions")
 @click.option("--timeout", default="15m", show_default=True, help="wall time for the whole drill")
+@click.option("--grace", default="60s", show_default=True,
+              help="wall time for the last stages once every event is consumed")
+@click.option("--sequential", is_flag=True, help="one scenario at a time (no waves)")
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
 def drill(scenarios: tuple[str, ...], all_: bool, rate: float, warm: str, live_actions: bool,
-          timeout: str, config_path: str | None, as_json: bool) -> None:
+          timeout: str, grace: str, sequential: bool, config_path: str | None,
+          as_json: bool) -> None:
     """Inject SCENARIO(s) into an embedded stack and report detection, playbook and timings."""
     import json
 
@@ -402,8 +416,9 @@ def drill(scenarios: tuple[str, ...], all_: bool, rate: float, warm: str, live_a
     from shoppulse.commands.drill import report_lines
 
     result = run_drills(names, rate=rate, warm=parse_duration(warm),
-                        timeout=parse_duration(timeout), live_actions=live_actions,
-                        config_path=config_path, say=lambda m: click.echo(m, err=True))
+                        timeout=parse_duration(timeout), grace=parse_duration(grace),
+                        live_actions=live_actions, config_path=config_path,
+                        sequential=sequential, say=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else "\n".join(report_lines(result)))
     if not all(r["passed"] for r in result["drills"].values()):
         raise SystemExit(1)
@@ -416,3 +431,8 @@ def _register() -> None:
 
 
 _register()
+
+
+if __name__ == "__main__":  # pragma: no cover  (after every command is registered)
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(main())

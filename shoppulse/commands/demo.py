@@ -9,12 +9,19 @@ Before going live the demo pre-warms the detectors: a first simulator produces
 ``history`` of event time before now as fast as it can, so the detectors are past
 their warm-up when the live simulator (1x speed, event time from now) reaches its
 scheduled incident. The view leads with the site-wide series and the alerts.
+
+The incident's alert reaches a signed webhook receiver the demo runs (every payload a
+line of ``shoppulse-demo-webhooks.jsonl``), starts its playbook, whose four stages the
+demo tells as they happen (:mod:`shoppulse.commands.demo_story`; an approval is given as
+the on-call would, through the bearer-token endpoint), until "recovered after N windows"
+and the alert's resolve.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,8 +34,16 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from shoppulse.alerting.notifiers.receiver import WebhookReceiver
 from shoppulse.commands.alerts_view import alerts_table, fetch
-from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, stop_groups
+from shoppulse.commands.demo_story import Story
+from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
+from shoppulse.streams.simulator import diurnal_factor
+
+#: Sessions a second the demo aims at when it starts (``--rate`` is the evening peak): enough
+#: for the site-wide rules' minimum denominators in 10 s windows at any hour of the day.
+DEMO_SESSIONS_PER_S = 12.0
+HOOKS_LOG = "shoppulse-demo-webhooks.jsonl"
 
 #: The site-wide series an operator reads first: (label, metric name, Prometheus name).
 SITE_WIDE = [
@@ -107,8 +122,23 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None or v != v else f"{v:,.3f}"
 
 
+def runs_table(runs: list[dict]) -> Table:
+    t = Table(title="Playbook runs", expand=True)
+    for col in ("playbook", "run", "stage", "decided by", "actions done", "windows inside",
+                "outcome"):
+        t.add_column(col)
+    for r in sorted(runs, key=lambda r: -(r.get("started_at") or 0))[:5]:
+        t.add_row(r["playbook"], r["run_id"], r["stage"], r.get("acknowledged_by") or
+                  ("awaiting approval" if r.get("awaiting_approval") else "-"),
+                  ", ".join(r.get("completed") or []) or "-",
+                  f"{r.get('windows_inside', 0)}/{r.get('windows_needed') or '-'}",
+                  r.get("outcome") or "open")
+    return t
+
+
 def render(samples: dict, prev: dict, dt: float, url: str, started: float,
-           alerts: list[dict] | None = None, note: str = "") -> Group:
+           alerts: list[dict] | None = None, note: str = "",
+           runs: list[dict] | None = None) -> Group:
     events = _total(samples, "shoppulse_events_total", "topic")
     before = _total(prev, "shoppulse_events_total", "topic")
     invalid = _total(samples, "shoppulse_events_invalid_total", "topic")
@@ -134,8 +164,9 @@ def render(samples: dict, prev: dict, dt: float, url: str, started: float,
                 t.add_row(name.removeprefix("shoppulse_"), series, f"{value:,.3f}")
         boards.append(t)
     alerts = alerts or []
-    return Group(head, site_wide(samples, prev, dt, alerts),
-                 alerts_table(alerts, title="Alerts (event time)", limit=8), *boards)
+    return Group(site_wide(samples, prev, dt, alerts),
+                 alerts_table(alerts, title="Alerts (event time)", limit=8),
+                 runs_table(runs or []), head, *boards)
 
 
 def summary(samples: dict, prev: dict, dt: float, alerts: list[dict] | None = None) -> str:
@@ -161,14 +192,39 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[str],
-             duration: float | None, history: float = 2100.0) -> None:
+def demo_rate(now: float) -> float:
+    """The evening-peak rate that gives :data:`DEMO_SESSIONS_PER_S` at ``now``."""
+    return round(DEMO_SESSIONS_PER_S / diurnal_factor(now), 1)
+
+
+def _hooks_log(path: str) -> tuple[WebhookReceiver, str]:
+    """A signed webhook receiver that appends every payload it accepts to ``path``."""
+    import orjson
+
+    secret = secrets.token_hex(16)
+
+    def write(payload: dict, at: float) -> None:
+        with open(path, "ab") as f:
+            f.write(orjson.dumps({"received_at": at, **payload}) + b"\n")
+
+    return WebhookReceiver(free_port(), [secret], write).start(), secret
+
+
+def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: list[str],
+             duration: float | None, history: float = 2100.0, speed: float = 1.0) -> None:
     console = Console()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo like Ctrl-C does
     # Ctrl-C stops it even if a parent shell started it with SIGINT ignored (`cmd &`)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    rate = rate or demo_rate(time.time())
+    token = secrets.token_urlsafe(24)
+    hooks, secret = _hooks_log(HOOKS_LOG)
     env = {**os.environ, "SHOPPULSE_WINDOWS__SIZE": os.environ.get(
-        "SHOPPULSE_WINDOWS__SIZE", "10s")}
+        "SHOPPULSE_WINDOWS__SIZE", "10s"), "SHOPPULSE_API_TOKEN": token,
+        "SHOPPULSE_DEMO_WEBHOOK_SECRET": secret,
+        "SHOPPULSE_NOTIFIERS__DEMO_WEBHOOK": (
+            f"{{type: webhook, url: '{hooks.url}', secrets_env: [SHOPPULSE_DEMO_WEBHOOK_SECRET],"
+            " group_by: ['...'], group_wait: 0s, group_interval: 10s}")}
     procs: list[subprocess.Popen[bytes]] = []
     with EmbeddedBroker() as broker:
         console.print(f"embedded Kafka (Tansu) on {broker.url}")
@@ -182,7 +238,8 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
             live_from = time.time()  # event time of the live simulator; history before it
             sim = [*cmd, "simulate", "--broker", broker.url, "--config", config_path,
                    "--rate", str(rate)]
-            live = [*sim, "--speed", "1", "--duration", "30d", "--start", repr(live_from)]
+            live = [*sim, "--speed", f"{speed:g}", "--duration", "30d", "--start",
+                    repr(live_from)]
             for spec in incidents:
                 live += ["--incident", spec]
             warm: subprocess.Popen[bytes] | None = None
@@ -206,7 +263,12 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
             console.print(f"Grafana: a Prometheus scraping 127.0.0.1:{web_port} (a copy of "
                           "prometheus/prometheus.yml), Grafana provisioned from "
                           "grafana/provisioning/ on it: README, For operators")
+            console.print(f"{rate:g} sessions/s at the evening peak ({DEMO_SESSIONS_PER_S:g}/s "
+                          f"now); live event time at {speed:g}x")
+            console.print(f"webhook receiver (signed, verified) on {hooks.url}; what it "
+                          f"receives: {os.path.abspath(HOOKS_LOG)}", soft_wrap=True)
             console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
+            story = Story(base, token)
             started = time.time()
             prev: dict = {}
             t_prev = time.monotonic()
@@ -229,20 +291,26 @@ def run_demo(config_path: str, *, web_port: int, rate: float, incidents: list[st
                     with contextlib.suppress(OSError):
                         samples = scrape(url)
                         alerts: list[dict] = []
+                        runs: list[dict] = []
                         with contextlib.suppress(OSError, ValueError):
                             alerts = fetch(base, "/alerts")["alerts"]
+                            runs = fetch(base, "/playbooks/runs")["runs"]
+                        for line in story.update(alerts, runs):
+                            console.print(line, highlight=False, soft_wrap=True)
                         now = time.monotonic()
                         note = " - pre-warming on simulated history" if warm else ""
                         if tty:
                             view.update(render(samples, prev, now - t_prev, url, started,
-                                               alerts, note))
-                        else:  # a log, not a screen: one summary line per scrape
+                                               alerts, note, runs))
+                            prev, t_prev = samples, now
+                        elif now - t_prev >= 5:  # a log, not a screen: a summary line
                             console.print(summary(samples, prev, now - t_prev, alerts) + note,
                                           highlight=False)
-                        prev, t_prev = samples, now
-                    time.sleep(1 if tty else 5)
+                            prev, t_prev = samples, now
+                    time.sleep(1)
         except KeyboardInterrupt:
             console.print("stopping ...")
         finally:
             stop_groups(procs)
+            hooks.stop()
             logs.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -28,7 +29,33 @@ from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port,
 from shoppulse.streams.config import DEFAULT_PATH
 from shoppulse.streams.records import Alert, PlaybookStep
 
-DRILL_START = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the drill's event-time origin
+DRILL_START = 1_767_290_400.0  # 2026-01-01 18:00 UTC: the evening, when the shop is busy
+
+#: How each scenario is injected: the incident spec's tail (magnitude and the dimension it
+#: hits, chosen so that the plan's rules trip by construction at drill volume), how long it
+#: lasts in event time (the slowest rule's ``for`` plus a few windows) and its *wave*:
+#: scenarios of one wave run at the same time because they move different series (a
+#: payment outage, one carrier's delays, search's landing page, one category's prices).
+PLAN: dict[str, tuple[str, float, int]] = {
+    "payment_outage": (":0.6", 420.0, 0),                      # PaymentSuccessLow, for 2m
+    "logistics_delay": (":1.0/carrier=fastship", 540.0, 0),    # DeliveryDelaysHigh, for 5m
+    "landing_bounce_spike": (":0.5/channel=search", 540.0, 0),  # LandingBounceHigh, for 5m
+    "price_error": (":0.95/category=electronics", 600.0, 0),   # anomaly on GMV
+    # bots bounce too: after the landing spike, so LandingBounceHigh's flap damping (a new
+    # episode within 1h of a resolve needs 15m of trouble) does not hide the landing drill
+    "bot_traffic": (":3/channel=ads", 420.0, 1),               # CtrSuspiciouslyHigh, for 3m
+    "pipeline_stall": (":1.0/topic=orders", 900.0, 1),         # OrdersSilent, 5m silent
+    "checkout_conversion_drop": (":1.0", 960.0, 2),            # ConversionLow, for 10m
+    "channel_traffic_drop": (":0.9/channel=search", 540.0, 2),  # anomaly on sessions
+    "order_spike": (":4", 420.0, 2),                           # anomaly on orders
+    "stock_out": (":1.0/category=fashion", 600.0, 3),          # anomaly on conversion
+    "platform_policy_change": (":1.0/platform=ios", 600.0, 3),  # anomaly on traffic
+}
+RECOVERY = 720.0  # event time after a wave's longest incident: recovery and resolve
+TAIL = 1200.0
+"""Quiet traffic after the last wave: at full speed, event time runs on while a run waits
+for its approval and actions (wall time), and evaluate counts only windows after those.
+The drill stops as soon as every run is closed, so the tail costs time only on failure."""
 
 
 @dataclass
@@ -38,11 +65,14 @@ class Drill:
     scenario: str
     start: float
     end: float
+    spec: str = ""
     alert: Alert | None = None
+    alert_wall: float | None = None
+    """Wall time the alert record was written (its Kafka timestamp)."""
     run_id: str | None = None
     playbook: str | None = None
     stages: dict[str, float] = field(default_factory=dict)
-    alert_seen_wall: float | None = None
+    actions: list[str] = field(default_factory=list)
     first_action_wall: float | None = None
     approved_wall: float | None = None
     run_started_wall: float | None = None
@@ -56,11 +86,12 @@ class Drill:
                if self.approved_wall is not None and self.run_started_wall is not None else None)
         ttr = (self.recovered_at - self.alert.at
                if self.recovered_at is not None and self.alert is not None else None)
-        first = (self.first_action_wall - self.alert_seen_wall
-                 if self.first_action_wall is not None and self.alert_seen_wall is not None
+        first = (self.first_action_wall - self.alert_wall
+                 if self.first_action_wall is not None and self.alert_wall is not None
                  else None)
         return {
             "detected": detected,
+            "incident": self.spec,
             "alert": None if self.alert is None else {
                 "rule": self.alert.rule, "labels": self.alert.labels,
                 "value": self.alert.value, "expected": self.alert.expected},
@@ -69,77 +100,91 @@ class Drill:
             "outcome": self.outcome,
             "ttd_s": ttd, "tta_s": tta, "ttr_s": ttr, "first_action_s": first,
             "stages": self.stages,
+            "actions": self.actions,
             "passed": bool(detected and self.playbook == self.scenario
-                           and self.outcome == "recovered"),
+                           and self.outcome == "recovered"
+                           and set(self.stages) >= {"identify", "decide", "act", "evaluate"}),
         }
 
 
-def schedule(scenarios: list[str], *, warm: float, slot: float, duration: float
-             ) -> list[Drill]:
-    """Scenario i runs ``duration`` from ``warm + i * slot + slot / 5`` of event time."""
-    out = []
+def schedule(scenarios: list[str], *, warm: float, recovery: float = RECOVERY,
+             sequential: bool = False) -> list[Drill]:
+    """After ``warm``, the waves one after the other, each ``recovery`` after its longest
+    incident; ``sequential``: every scenario a wave of its own."""
+    waves: dict[int, list[str]] = {}
     for i, name in enumerate(scenarios):
-        start = DRILL_START + warm + i * slot + slot / 5
-        out.append(Drill(name, start, start + duration))
+        waves.setdefault(i if sequential else PLAN[name][2], []).append(name)
+    out = []
+    at = DRILL_START + warm
+    for wave in sorted(waves):
+        longest = 0.0
+        for name in waves[wave]:
+            tail, duration, _ = PLAN[name]
+            out.append(Drill(name, at, at + duration,
+                             f"{name}@{at - DRILL_START:.0f}s+{duration:.0f}s{tail}"))
+            longest = max(longest, duration)
+        at += longest + recovery
     return out
 
 
 class Watcher:
-    """Reads the worker's alerts and playbook steps and ties them to the drills."""
+    """Reads the worker's alerts and playbook steps and ties them to the drills: a drill's
+    run is the run of its scenario's playbook started during its incident (or recovery),
+    its alert the alert that started that run."""
 
-    def __init__(self, drills: list[Drill], app: str, bootstrap: str, web: str, token: str
-                 ) -> None:
+    def __init__(self, drills: list[Drill], app: str, bootstrap: str, web: str, token: str,
+                 recovery: float = RECOVERY) -> None:
         self.drills = drills
         self.app = app
         self.bootstrap = bootstrap
         self.web = web
         self.token = token
+        self.recovery = recovery
         self.run_of: dict[str, Drill] = {}
+        self.alerts: dict[str, tuple[Alert, float]] = {}  # fingerprint -> first firing
 
-    def _drill_at(self, t: float) -> Drill | None:
-        for d in self.drills:  # an alert belongs to the incident active (or just ended) then
-            if d.start <= t <= d.end + 600:
+    def _drill_for(self, playbook: str, t: float) -> Drill | None:
+        for d in self.drills:
+            if d.scenario == playbook and d.start <= t <= d.end + self.recovery:
                 return d
         return None
 
-    def on_alert(self, alert: Alert) -> None:
-        if alert.state != "firing":
-            return
-        d = self._drill_at(alert.at)
-        if d is not None and d.alert is None:
-            d.alert, d.alert_seen_wall = alert, time.time()
+    def on_alert(self, alert: Alert, wall: float) -> None:
+        if alert.state == "firing" and alert.fingerprint not in self.alerts:
+            self.alerts[alert.fingerprint] = (alert, wall)
 
     def on_step(self, step: PlaybookStep) -> None:
         d = self.run_of.get(step.run_id)
-        now = time.time()
         if d is None and step.stage == "identify" and step.status == "started":
-            d = self._drill_at(step.event_at)
-            if d is None:
+            d = self._drill_for(step.playbook, step.event_at)
+            if d is None or d.run_id is not None:
                 return
-            book = step.playbook
-            if d.run_id is None or (d.playbook != d.scenario and book == d.scenario):
-                d.run_id, d.playbook, d.run_started_wall = step.run_id, book, now
-                d.stages = {"identify": 0.0}
+            d.run_id, d.playbook, d.run_started_wall = step.run_id, step.playbook, step.at
+            d.stages = {"identify": 0.0}
+            got = self.alerts.get(step.fingerprint)
+            if got is not None:
+                d.alert, d.alert_wall = got
             self.run_of[step.run_id] = d
             return
-        if d is None or d.run_id != step.run_id:
+        if d is None:
             return
-        since = now - (d.run_started_wall or now)
-        d.stages.setdefault(step.stage, round(since, 3))
+        d.stages.setdefault(step.stage, round(step.at - (d.run_started_wall or step.at), 3))
         if step.stage == "decide" and step.status == "awaiting_approval":
             self.approve(step.run_id)
         elif step.stage == "decide" and step.status == "approved":
-            d.approved_wall = now
-        elif step.stage == "act" and d.first_action_wall is None and step.status in (
-                "succeeded", "dry_run"):
-            d.first_action_wall = now
+            d.approved_wall = step.at
+        elif step.stage == "act" and step.status in ("succeeded", "dry_run"):
+            if d.first_action_wall is None:
+                d.first_action_wall = step.at
+            d.actions.append(f"{step.step}: " + str(step.result.get("would_have")
+                                                   or step.result or "done"))
         elif step.status in ("recovered", "escalated", "rejected", "failed") and not d.outcome:
             d.outcome = step.status
-            if step.status == "recovered":
-                d.recovered_at = d.alert.at + float(step.result.get("ttr_s", 0)) \
-                    if d.alert is not None else None
+            if step.status == "recovered" and d.alert is not None:
+                d.recovered_at = d.alert.at + float(step.result.get("ttr_s", 0))
 
     def approve(self, run_id: str) -> None:
+        """As the on-call would: the bearer-token endpoint of the worker."""
         req = urllib.request.Request(f"{self.web}/playbooks/runs/{run_id}/approve",
                                      method="POST", data=b"")
         req.add_header("Authorization", f"Bearer {self.token}")
@@ -162,35 +207,45 @@ class Watcher:
                     for m in msgs:
                         with contextlib.suppress(Exception):  # a record we cannot read
                             if tp.topic.endswith(".alerts"):
-                                self.on_alert(Alert.loads(m.value))
+                                self.on_alert(Alert.loads(m.value), m.timestamp / 1000.0)
                             else:
-                                self.on_step(PlaybookStep.loads(m.value))
+                                await asyncio.to_thread(self.on_step,
+                                                        PlaybookStep.loads(m.value))
                 if all(d.outcome for d in self.drills):
                     return
         finally:
             await consumer.stop()
 
 
-def caught_up(port: int) -> bool:
-    """The worker has consumed everything produced (its lag gauge reads 0)."""
-    from shoppulse.commands.bench import _scrape, _sum
+def progress(port: int) -> tuple[int, float, float]:
+    """How far the worker's stages are: windows closed (points of
+    ``sessions_started_overall``, a series with a point in every window), and the event
+    time the alert stage and the playbook agent have reached."""
+    from shoppulse.commands.bench import _scrape
 
     try:
         text = _scrape(port)
     except OSError:
-        return False
-    return "shoppulse_consumer_lag_messages" in text and _sum(
-        text, "shoppulse_consumer_lag_messages") == 0
+        return 0, 0.0, 0.0
+
+    def value(pattern: str) -> float:
+        got = re.search(rf"^{pattern} (\S+)$", text, re.M)
+        return float(got.group(1)) if got else 0.0
+
+    return (int(value(r'shoppulse_metric_points_total\{metric="sessions_started_overall"\}')),
+            value(r'shoppulse_alert_clock_seconds\{input="points"\}'),
+            value(r"shoppulse_playbook_clock_seconds"))
 
 
-def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0,
-               slot: float = 1500.0, duration: float = 600.0, timeout: float = 600.0,
-               grace: float = 60.0, live_actions: bool = False,
-               config_path: str | None = None,
-               say: Any = print) -> dict[str, Any]:
-    """The whole drill; returns ``{"drills": {SCENARIO: report}}``."""
-    drills = schedule(scenarios, warm=warm, slot=slot, duration=duration)
-    total = warm + slot * len(scenarios)
+def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0,
+               recovery: float = RECOVERY, timeout: float = 900.0, grace: float = 60.0,
+               live_actions: bool = False, config_path: str | None = None,
+               sequential: bool = False, workdir: str = ".", say: Any = print
+               ) -> dict[str, Any]:
+    """The whole drill; returns ``{"drills": {SCENARIO: report}, "wall_s": ...}``."""
+    began = time.monotonic()
+    drills = schedule(scenarios, warm=warm, recovery=recovery, sequential=sequential)
+    total = max(d.end for d in drills) + recovery + TAIL - DRILL_START
     token = secrets.token_urlsafe(24)
     app = f"drill{os.getpid()}"
     port = free_port()
@@ -202,32 +257,47 @@ def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0
     config = str(config_path or DEFAULT_PATH)
     procs: list[subprocess.Popen[bytes]] = []
     with EmbeddedBroker() as broker:
-        log = open(f"shoppulse-drill-{os.getpid()}.log", "ab")  # noqa: SIM115
+        log = open(os.path.join(workdir, f"shoppulse-drill-{os.getpid()}.log"),  # noqa: SIM115
+                   "ab")
         try:
             procs.append(subprocess.Popen(
                 [*cmd, "worker", "--broker", broker.url, "--config", config,
                  "--web-port", str(port), "--loglevel", "info"], env=env, stdout=log,
-                stderr=log, start_new_session=True, preexec_fn=die_with_parent))
-            specs = [f"{d.scenario}@{d.start - DRILL_START:.0f}s+{duration:.0f}s"
-                     for d in drills]
+                stderr=log, cwd=workdir, start_new_session=True, preexec_fn=die_with_parent))
             sim = [*cmd, "simulate", "--broker", broker.url, "--config", config,
                    "--rate", str(rate), "--speed", "0", "--seed", "7",
                    "--start", repr(DRILL_START), "--duration", f"{total:.0f}s"]
-            for spec in specs:
-                sim += ["--incident", spec]
+            for d in drills:
+                sim += ["--incident", d.spec]
             say(f"drill: {len(drills)} scenario(s), {warm / 60:g} min of warm-up history, "
                 f"{total / 3600:.1f} h of event time at {rate:g} sessions/s; log {log.name}")
             procs.append(subprocess.Popen(sim, env=env, stdout=log, stderr=log,
                                           start_new_session=True, preexec_fn=die_with_parent))
-            watcher = Watcher(drills, app, broker.bootstrap, f"http://127.0.0.1:{port}", token)
+            watcher = Watcher(drills, app, broker.bootstrap, f"http://127.0.0.1:{port}", token,
+                              recovery)
+
+            expect = int(total // 60) - 2  # the last windows close only when all is idle
+            shown = 0.0
+            reached = [0, 0.0, 0.0]  # windows closed, alert and playbook clocks
 
             async def main() -> None:
+                nonlocal shown
                 done = asyncio.Event()
                 task = asyncio.ensure_future(watcher.watch(done))
                 deadline = time.monotonic() + timeout
+                last = DRILL_START + expect * 60.0
                 while not task.done() and time.monotonic() < deadline:
-                    if procs[1].poll() is not None and caught_up(port):
-                        # every event produced and consumed: a last grace for the stages
+                    closed, judged, books = await asyncio.to_thread(progress, port)
+                    reached[:] = [max(reached[0], closed), max(reached[1], judged),
+                                  max(reached[2], books)]
+                    if time.monotonic() - shown > 20:
+                        shown = time.monotonic()
+                        say(f"drill: {closed}/{expect} windows closed, alerts at "
+                            f"{max(0.0, judged - DRILL_START) / 60:.0f} min, playbooks at "
+                            f"{max(0.0, books - DRILL_START) / 60:.0f} min of event time; "
+                            f"{sum(bool(d.outcome) for d in drills)}/{len(drills)} runs closed")
+                    if closed >= expect and min(judged, books) >= last:
+                        # every window judged by every stage: a last grace for the runs
                         deadline = min(deadline, time.monotonic() + grace)
                     if procs[0].poll() is not None:
                         done.set()
@@ -241,7 +311,12 @@ def run_drills(scenarios: list[str], *, rate: float = 10.0, warm: float = 3600.0
         finally:
             stop_groups(procs)
             log.close()
-    return {"drills": {d.scenario: d.report() for d in drills}}
+    return {"drills": {d.scenario: d.report() for d in drills},
+            "wall_s": round(time.monotonic() - began, 1), "event_time_s": total,
+            "windows_closed": reached[0],
+            "alerts_judged_s": max(0.0, reached[1] - DRILL_START),
+            "playbooks_at_s": max(0.0, reached[2] - DRILL_START),
+            "rate": rate, "log": log.name}
 
 
 def _secs(v: float | None) -> str:
@@ -252,9 +327,18 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     """One line per drill: PASS/FAIL, alert, playbook and the stage times."""
     out = []
     for name, r in result["drills"].items():
+        if r["alert"] is None and r["playbook"] is None:
+            out.append(f"FAIL {name:<24} not detected: no run of playbook {name} "
+                       f"(incident {r['incident']})")
+            continue
         alert = r["alert"]["rule"] if r["alert"] else "-"
         out.append(f"{'PASS' if r['passed'] else 'FAIL'} {name:<24} alert {alert:<18} "
                    f"playbook {r['playbook'] or '-':<24} ttd {_secs(r['ttd_s'])} "
                    f"tta {_secs(r['tta_s'])} ttr {_secs(r['ttr_s'])} "
-                   f"first action {_secs(r['first_action_s'])} ({r['outcome'] or 'no run'})")
+                   f"first action {_secs(r['first_action_s'])} ({r['outcome'] or 'open'})")
+    if "wall_s" in result:
+        out.append(f"{sum(r['passed'] for r in result['drills'].values())}/"
+                   f"{len(result['drills'])} passed in {result['wall_s']:.0f}s wall "
+                   f"({result['event_time_s'] / 3600:.1f} h of event time at "
+                   f"{result['rate']:g} sessions/s); worker log {result['log']}")
     return out

@@ -57,6 +57,9 @@ class Run:
     last_window: float = 0.0  # JSON has no infinity: event times are positive
     completed: list[str] = field(default_factory=list)
     in_flight: str | None = None
+    cleared_at: float | None = None
+    """Event time the alert resolved, for a run that protects no metric series (an
+    absence on a topic has no verdicts: its recovery is the flow coming back)."""
 
     @property
     def open(self) -> bool:
@@ -135,7 +138,10 @@ class Engine:
     def on_alert(self, alert: Alert, now: float, *, related: list[Alert] | None = None,
                  recent: list[float | None] | None = None
                  ) -> tuple[list[PlaybookStep], list[Call]]:
-        """A FIRING transition starts (or attaches to) a run of every matching playbook."""
+        """A FIRING transition starts (or attaches to) a run of every matching playbook; a
+        RESOLVED one recovers the runs that have no series to read verdicts of."""
+        if alert.state == "resolved" and not alert.labels.get("metric"):
+            return self._cleared(alert, now)
         if alert.state != "firing":
             return [], []
         labels = match_labels(alert)
@@ -171,6 +177,24 @@ class Engine:
             steps += s
             calls += c
         return steps, calls
+
+    def _cleared(self, alert: Alert, now: float) -> tuple[list[PlaybookStep], list[Call]]:
+        steps: list[PlaybookStep] = []
+        for run_id in list(self.open_runs.values()):
+            run = self.get(run_id)
+            if run is None or run.fingerprint != alert.fingerprint or run.cleared_at:
+                continue
+            run.cleared_at = alert.ends_at or alert.at
+            if run.stage == "evaluate":
+                steps.append(self._recover_cleared(run, now))
+            self._save(run)
+        return steps, []
+
+    def _recover_cleared(self, run: Run, now: float) -> PlaybookStep:
+        at = max(run.cleared_at or run.detected_at, run.acted_at or 0.0)
+        run.outcome, run.recovered_at = "recovered", at
+        return self.record(run, "evaluate", "recovered", now=now,
+                           result={"cleared": True, "ttr_s": at - run.detected_at})
 
     def on_verdict(self, verdict: Verdict, now: float) -> tuple[list[PlaybookStep], list[Call]]:
         """Evaluation: count consecutive windows of the protected series inside the band."""
@@ -320,9 +344,12 @@ class Engine:
         run.stage = "evaluate"
         # event time never runs behind the alert (a restarted worker may not know it yet)
         run.acted_at = max(event_now or 0.0, run.detected_at)
+        steps = [self.record(run, "evaluate", "started", now=now,
+                             inputs={"series": run.series, "windows": book.evaluate.windows})]
+        if run.cleared_at is not None:  # the alert resolved while the actions ran
+            steps.append(self._recover_cleared(run, now))
         self._save(run)
-        return [self.record(run, "evaluate", "started", now=now,
-                             inputs={"series": run.series, "windows": book.evaluate.windows})], []
+        return steps, []
 
     def pending(self) -> list[Call]:
         """Calls of runs that were mid-``act`` when the process stopped: resume them."""

@@ -1,0 +1,88 @@
+"""`shoppulse demo` on a short schedule: the incident's alert fires (terminal, /metrics,
+signed webhook log), its playbook runs its four stages (its approval answered by the demo),
+recovers, and the alert resolves. Bot traffic: `CtrSuspiciouslyHigh` fires after 3 minutes
+of event time, the quickest of the demo-volume rules, and its playbook asks for approval."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from shoppulse.streams.broker import die_with_parent, free_port
+
+
+def _metrics(port: int) -> str:
+    with contextlib.suppress(OSError), urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+    return ""
+
+
+def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "shoppulse.commands.cli", "demo", "--web-port", str(port),
+         "--history", "6m", "--speed", "5",
+         "--incident", "bot_traffic@20s+4m:3/channel=ads", "--duration", "330s"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True, preexec_fn=die_with_parent)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(
+        ln.decode(errors="replace").rstrip() for ln in demo.stdout), daemon=True)
+    reader.start()
+    firing_on_metrics = False
+    try:
+        deadline = time.monotonic() + 350
+        while time.monotonic() < deadline and demo.poll() is None:
+            text = "\n".join(lines)
+            if not firing_on_metrics and "ALERT FIRING CtrSuspiciouslyHigh" in text:
+                firing_on_metrics = ('shoppulse_alerts_firing{rule="CtrSuspiciouslyHigh",'
+                                     'severity="warning"} 1.0') in _metrics(port)
+            if "ALERT RESOLVED CtrSuspiciouslyHigh" in text and "recovered after" in text:
+                break
+            time.sleep(1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C: the demo stops what it started
+        try:
+            demo.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(10)
+        reader.join(10)
+    out = "\n".join(lines)
+
+    def at(needle: str) -> int:
+        i = out.find(needle)
+        assert i >= 0, f"{needle!r} not in the demo's output:\n{out[-4000:]}"
+        return i
+
+    fired = at("ALERT FIRING CtrSuspiciouslyHigh (warning) ctr{channel=ads} value")
+    book = "PLAYBOOK bot_traffic run bot_traffic-"
+    stages = [at(book + s) for s in ("", )] + [
+        out.find(s, fired) for s in (
+            "1/4 identify: ctr{channel=ads}",
+            "2/4 decide: awaiting approval; approved as the on-call (`shoppulse playbook "
+            "approve bot_traffic-",
+            "2/4 decide: approved by demo",
+            "3/4 act: notify_fraud_team, enable_bot_challenge, pause_affected_campaigns",
+            "4/4 evaluate: ctr{channel=ads}")]
+    recovered = out.find("recovered after 3 windows", fired)
+    resolved = at("ALERT RESOLVED CtrSuspiciouslyHigh")
+    assert fired < stages[1] < stages[3] < stages[4] < stages[5] < recovered, out[-4000:]
+    assert fired < stages[2] < stages[4], out[-4000:]
+    assert fired < resolved
+    assert firing_on_metrics, "shoppulse_alerts_firing did not show the alert on /metrics"
+    hooks = [json.loads(ln) for ln in (tmp_path / "shoppulse-demo-webhooks.jsonl")
+             .read_text().splitlines()]
+    got = {(a["labels"]["alertname"], a["status"]) for h in hooks for a in h["alerts"]}
+    assert {("CtrSuspiciouslyHigh", "firing"), ("CtrSuspiciouslyHigh", "resolved")} <= got
+    assert "shoppulse-demo-webhooks.jsonl" in out  # the log's path is printed
