@@ -39,7 +39,7 @@ from prometheus_client import Gauge
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.exporter import Exporter
 from shoppulse.agents.ingest import dest_of
-from shoppulse.agents.tables import Staged, written
+from shoppulse.agents.tables import BATCH_EVENTS, BATCH_WAIT, Staged, writing_to, written
 from shoppulse.alerting.audit import AlertLog
 from shoppulse.alerting.engine import AlertEngine
 from shoppulse.streams.config import Config
@@ -200,24 +200,29 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
 
     async def judge(stream: faust.StreamT, reader: Contiguous, stage: AlertEngine,
                     table: Any, staged: Staged, read: Callable[[Any], list[Alert]]) -> None:
-        """Each record in offset order: judged, its transitions published and acknowledged,
-        then its state written and waited for (only when it changed state: a record that
-        moved nothing needs no wait). Sends before state: a crash between the two replays
-        the record, whose transitions are then found on the topic (see :class:`Staged`)."""
-        async for event in stream.events():
-            async for rec in reader.records(event):
-                writes = stage.writes
-                try:
-                    alerts = read(rec)
-                except (TypeError, ValueError, KeyError, orjson.JSONDecodeError) as exc:
-                    await dead(rec, exc)
-                    continue
-                sends = await publish(rec.partition, alerts)
-                if sends:
-                    await asyncio.gather(*sends)
-                staged.flush()
-                if alerts or stage.writes != writes:
-                    await written(table)
+        """Each record in offset order judged and its transitions published; per batch of
+        events the sends acknowledged, then the state written and waited for (only when it
+        changed: a batch that moved nothing needs no wait). Sends before state: a crash
+        between the two replays the records, whose transitions are then found on the topic
+        (see :class:`Staged`)."""
+        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT):
+            writes, sends = stage.writes, []
+            for event in events:
+                with writing_to(event.message.partition, table):
+                    async for rec in reader.records(event):
+                        staged.partition = rec.partition
+                        try:
+                            alerts = read(rec)
+                        except (TypeError, ValueError, KeyError,
+                                orjson.JSONDecodeError) as exc:
+                            await dead(rec, exc)
+                            continue
+                        sends += await publish(rec.partition, alerts)
+            if sends:
+                await asyncio.gather(*sends)
+            staged.flush()
+            if sends or stage.writes != writes:
+                await written(table)
 
     @app.agent(metrics_topic, name="alert_points")
     async def alert_points(stream: faust.StreamT) -> None:

@@ -29,7 +29,13 @@ from shoppulse.agents.notify import attach_notify
 from shoppulse.agents.plan import Plan, compile_plan
 from shoppulse.agents.playbooks import wire_playbooks
 from shoppulse.agents.status import attach_status
-from shoppulse.agents.tables import DurableTable, written
+from shoppulse.agents.tables import (
+    BATCH_EVENTS,
+    BATCH_WAIT,
+    DurableTable,
+    writing_to,
+    written,
+)
 from shoppulse.agents.transport import App
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint
@@ -115,10 +121,12 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
 
     @app.agent(partials, name="combine")
     async def combine(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async for rec in partials_in.records(event):
-                await combine_one(rec.partition, rec.value)
-                await written(windows, progress)  # only then may Faust commit this event
+        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT):
+            for event in events:
+                with writing_to(event.message.partition, windows, progress):
+                    async for rec in partials_in.records(event):
+                        await combine_one(rec.partition, rec.value)
+            await written(windows, progress)  # only then may Faust commit these events
 
     async def combine_one(dest: int, value: bytes) -> None:
         result = stage.apply(dest, orjson.loads(value))
