@@ -144,6 +144,8 @@ class ForecastDetector(Detector):
         learn_clip: float = 3.5,
         anomaly_weight: float = 0.05,
         accept_after: float = 7200.0,
+        freeze: float = 1.0,
+        freeze_noise: bool = False,
     ) -> None:
         super().__init__(window=window, period=period, warmup=warmup, seed=seed)
         self.baseline = SeasonalBaseline(
@@ -163,6 +165,8 @@ class ForecastDetector(Detector):
         self.learn_clip = learn_clip
         self.anomaly_weight = anomaly_weight
         self.accept_after = accept_after
+        self.freeze = freeze
+        self.freeze_noise = freeze_noise
         self.cusum = Cusum(h=h)
         self.episode = Episode(h=h, cooldown=cooldown)
         # over-dispersion = EWMA(squared residual) / EWMA(model variance)
@@ -176,6 +180,7 @@ class ForecastDetector(Detector):
         self.nonneg = True  # every value >= 0 and forecast > 0: the log-log line is learned
         self.lvar = 0.0  # EWMA of squared log residuals
         self.lvar_n = 0
+        self.scale_ll = 0.0  # EWMA of log-likelihood(log scale) - log-likelihood(linear)
         # what each profile slot saw yesterday (recurring-pattern test)
         self.yday: list[float] = []
         self.today: list[float] = []
@@ -264,9 +269,26 @@ class ForecastDetector(Detector):
             return
         lr2 = math.log(value / mu) ** 2
         if self.lvar_n >= 8:
+            if var is not None and var > 0.0 and self.lvar > 0.0:
+                # which scale fits the residuals better: the density of the value under a
+                # Gaussian on the log scale (with its Jacobian 1/value) against one on the
+                # value itself, squared z clipped at 16 so one wild point decides nothing
+                ll_log = (-0.5 * math.log(self.lvar) - math.log(value)
+                          - 0.5 * min(16.0, lr2 / self.lvar))
+                ll_lin = -0.5 * math.log(var) - 0.5 * min(16.0, (value - mu) ** 2 / var)
+                a = self._alpha(weight, self.lvar_n)
+                self.scale_ll += a * (ll_log - ll_lin - self.scale_ll)
             lr2 = min(lr2, self.learn_clip**2 * self.lvar)
         self.lvar_n += 1
         self.lvar += self._alpha(weight, self.lvar_n) * (lr2 - self.lvar)
+
+    @property
+    def log_scale(self) -> bool:
+        """Judge on the log scale: every value positive and the log-normal residual has
+        fitted better than the Gaussian one lately (latencies, prices, traffic). The slope
+        ``b`` alone chose badly when the level hardly moves: a latency with a small daily
+        rhythm learned ``b`` ~ 1.4 and its right tail alarmed as Gaussian."""
+        return self.positive and self.lvar_n >= 8 and self.scale_ll > 0.0
 
     def _evidence(self, mu: float, value: float, num: float | None, den: float | None) -> Evidence:
         """Robust location-scale residual (see the module docstring)."""
@@ -274,7 +296,7 @@ class ForecastDetector(Detector):
         if var is None:
             return Evidence(Z_MIN, Z_MIN, None, None, value, 1.0, (value - mu) ** 2, 1.0)
         bz, clip, d = self.band_z, self.learn_clip, self.min_abs
-        if self.positive and self.b >= 1.5 and mu > 0.0 and value > 0.0 and self.lvar_n >= 8:
+        if self.log_scale and mu > 0.0 and value > 0.0:
             sl = math.sqrt(self.lvar) + 1e-12
             lv = math.log(value / mu)
             dl = math.log1p(d / mu)
@@ -374,10 +396,9 @@ class ForecastDetector(Detector):
             score = surprise_score(min(self.cusum.tail(), window_tail(llrs, self.bonferroni)))
         # protected learning: full weight at S = 0, anomaly_weight from S = h and in alarms
         weight = self.anomaly_weight if alarm else max(
-            self.anomaly_weight, 1.0 - self.cusum.stat / self.h)
-        # the noise scale keeps learning while evidence builds up (a forecast that fits
-        # worse for a while widens the band); only alarms are protected
-        w_noise = (self.anomaly_weight if alarm else 1.0) * min(ev.info, 1.0)
+            self.anomaly_weight, 1.0 - self.cusum.stat / (self.freeze * self.h))
+        w_noise = (weight if self.freeze_noise else (self.anomaly_weight if alarm else 1.0)
+                   ) * min(ev.info, 1.0)
         self._update_dispersion(ev, w_noise)
         self._learn_scale(mu, obs, w_noise)
         # the profile averages days: protected in alarms only (its slots must mature)
