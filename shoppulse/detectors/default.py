@@ -143,6 +143,7 @@ class DefaultDetector(ForecastDetector):
     kind = "default"
     seasonal = True
     ratio_aware = True
+    scale_by_likelihood = True
 
     def __init__(
         self,
