@@ -98,3 +98,33 @@ def test_a_thin_channels_drop_is_called_once_and_named_by_the_overall() -> None:
     start, windows = 2 * DAY + 16 * 3600.0, 48
     verdicts, starts = simulate(sessions, "email", 0.0, start, windows, seed=2)
     check(verdicts, starts, "email", start, windows)
+
+
+def test_a_hierarchy_is_routed_to_one_place_children_first() -> None:
+    """Live pooling needs a window's parent and children in one place, children first:
+    the ingest sends a hierarchy to its top ancestor's destination (``Plan.route``) and
+    the detect stage sends its points to one metrics partition, deepest first."""
+    from shoppulse.agents.ingest import split_by_dest
+    from shoppulse.agents.plan import compile_plan
+    from shoppulse.detectors.hierarchy import roots
+
+    assert roots({"a": "b", "b": "c", "x": "c"}) == {"a": ("c", 2), "b": ("c", 1),
+                                                    "x": ("c", 1), "c": ("c", 0)}
+    cfg = load_config(env={})
+    plan = compile_plan(cfg)
+    assert plan.route["conversion"] == plan.route["conversion_overall"] == "conversion_overall"
+    conv, overall = plan.metric_index("conversion"), plan.metric_index("conversion_overall")
+    parts = {(conv, ("ads", "web"), 0.0): [1], (overall, (), 0.0): [1]}
+    for n_dest in (2, 3, 4, 8):
+        per_dest = split_by_dest(parts, plan, n_dest)
+        assert sorted(len(d) for d in per_dest)[-1] == 2  # both on one destination
+    stage = DetectorStage(cfg, {}, CollectorRegistry())
+    pts = [MetricPoint("conversion_overall", {}, 0.0, 60.0, 0.03, 3, 100, kind="ratio"),
+           MetricPoint("orders", {"channel": "ads"}, 0.0, 60.0, 5.0, kind="count"),
+           *(MetricPoint("conversion", {"channel": ch, "platform": "web"}, 0.0, 60.0, 0.03,
+                         1, 30, kind="ratio") for ch in CHANNELS)]
+    routed = stage.route(pts, 8)
+    names = [p.metric for _, p in routed]
+    assert names.index("conversion_overall") > max(
+        i for i, n in enumerate(names) if n == "conversion")
+    assert len({part for part, p in routed if p.metric.startswith("conversion")}) == 1

@@ -90,6 +90,7 @@ def faust_settings(config: Config, bootstrap: str, web_port: int) -> dict[str, A
 
 def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -> Runtime:
     n_dest = INTERNAL_PARTITIONS["partials"]
+    n_metrics = INTERNAL_PARTITIONS["metrics"]
     port = web_port if web_port is not None else config.web_port
     app = App(config.app, **faust_settings(config, bootstrap, port))
     plan = compile_plan(config)
@@ -135,8 +136,9 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
         for topic, n in (result.late_topics or {}).items():
             exporter.late.labels(topic).inc(n)
         for wkey, points in stage.close_ready(dest):
-            futures = [await metrics_topic.send(key=p.series.encode(), value=p.dumps())
-                       for p in points]
+            futures = [await metrics_topic.send(key=p.series.encode(), value=p.dumps(),
+                                                partition=part)
+                       for part, p in detection.route(points, n_metrics)]
             await asyncio.gather(*futures)
             now = time.time()
             for p in points:
@@ -148,7 +150,7 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.events():
             async for rec in points_in.records(event):
-                verdict = detection.score(MetricPoint.loads(rec.value))
+                verdict = detection.judge(MetricPoint.loads(rec.value))
                 if verdict is None:
                     continue  # a re-emitted window: learned once already
                 await anomalies_topic.send(key=rec.key, value=verdict.dumps())

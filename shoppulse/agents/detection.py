@@ -11,12 +11,18 @@ Each metric's detector is told the metric's kind (``family``, from
 metric's ``detector:`` is built once when the stage starts, so a bad kind or parameter
 stops the worker at start, naming the metric, not at its first point.
 
-Hierarchy (config ``hierarchy: {child metric: parent metric}``):
-:meth:`DetectorStage.score_window` scores the points of one closed window together,
-children before parents, and passes them through the parent's
-:class:`~shoppulse.detectors.hierarchy.Pool` (contributors, one alarm at the most
-specific level). It needs every point of the window in one place; :meth:`score` (one
-point, as the Faust agent keyed by series calls it) does no pooling.
+Hierarchy (config ``hierarchy: {child metric: parent metric}``), live: the ingest routes
+every metric of a hierarchy to its top ancestor's destination (``Plan.route``), so a
+window's parent and children close together; :meth:`DetectorStage.route` sends them to
+one metrics partition (chosen by that ancestor), deepest first, and the ``detect`` agent
+judges them in that order with :meth:`DetectorStage.judge`: a child's verdict is added to
+its parent's :class:`~shoppulse.detectors.hierarchy.Pool`, and the parent's verdict, which
+comes after all its children of the window, gets the contributors and loses its alarm if
+a child carries it. Pools live in memory and are written to the table (``pool|<parent
+series>``) with each parent verdict; after a crash the children judged since then are
+not re-judged (their models have learned the window), which can only thin the next
+window's contributors. :meth:`DetectorStage.score_window` does the same for a list of
+points (backtests, tests).
 """
 
 from __future__ import annotations
@@ -26,14 +32,15 @@ import logging
 import math
 import pickle
 import struct
-from collections.abc import MutableMapping
+import zlib
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shoppulse.detectors import ModelFormatError, dump_detector, load_detector, make_detector
 from shoppulse.detectors.default import family_for
-from shoppulse.detectors.hierarchy import Pool
+from shoppulse.detectors.hierarchy import Pool, roots
 from shoppulse.streams.config import Config, MetricSpec
 from shoppulse.streams.records import MetricPoint, Verdict, series_key
 
@@ -65,6 +72,9 @@ class DetectorStage:
                                "Stored models that could not be loaded and were rebuilt",
                                registry=r)
         self.owner: dict[int, set[tuple[str, ...]]] = {}
+        self.parents = set(config.hierarchy.values())
+        self.roots = roots(config.hierarchy)
+        self.pools: dict[str, Pool] = {}  # parent series -> its pool (table: pool|<series>)
         for spec in config.metrics:  # a bad detector config fails here, naming the metric
             kind, params = self.params_for(spec.name)
             try:
@@ -113,33 +123,53 @@ class DetectorStage:
             metric=point.metric, labels=point.labels, window_start=point.window_start,
             window_end=point.window_end, value=point.value, detector=verdict.detector)
 
+    def route(self, points: Sequence[MetricPoint], partitions: int
+              ) -> list[tuple[int, MetricPoint]]:
+        """(metrics partition, point) for a closed window's points, deepest first: every
+        point of a hierarchy goes to the partition of its top ancestor, so the ``detect``
+        agent judges the children of a window before their parent. Other points keep the
+        partition of their series."""
+        out = []
+        for p in points:
+            top, depth = self.roots.get(p.metric, (None, 0))
+            name = p.series if top is None else top
+            out.append((-depth, zlib.crc32(name.encode()) % partitions, p))
+        out.sort(key=lambda r: r[0])  # stable: the stage's order within a level
+        return [(part, p) for _, part, p in out]
+
+    def judge(self, point: MetricPoint) -> Verdict | None:
+        """:meth:`score`, then the hierarchy: a child's verdict goes into its parent's pool,
+        a parent's verdict comes out of its pool with contributors (and without its alarm
+        when a child carries the incident). Children must come before their parent."""
+        v = self.score(point)
+        if v is None:
+            return None
+        parent = self.config.hierarchy.get(point.metric)
+        if parent is not None:
+            self._pool(self._parent_key(parent, point.labels)).child(
+                point.labels, v, numerator=point.numerator, denominator=point.denominator)
+        if point.metric in self.parents:
+            pool = self._pool(point.series)
+            v = pool.parent(v)
+            self.models["pool|" + point.series] = pickle.dumps(pool, protocol=5)
+        return v
+
     def score_window(self, points: list[MetricPoint]) -> list[Verdict]:
-        """Score the points of one closed window together: children first, then parents
-        with their :class:`Pool` (contributors; a child alarming clears the parent's
-        alarm). Returns the verdicts in the order of ``points`` (re-emitted windows are
-        left out)."""
-        parents = set(self.config.hierarchy.values())
-        order = sorted(range(len(points)), key=lambda i: points[i].metric in parents)
+        """Judge the points of one closed window in :meth:`route` order (children first);
+        the verdicts in the order of ``points`` (re-emitted windows are left out)."""
+        index = {id(p): i for i, p in enumerate(points)}
         verdicts: dict[int, Verdict] = {}
-        pools: dict[str, Pool] = {}
-        for i in order:
-            p = points[i]
-            v = self.score(p)
-            if v is None:
-                continue
-            parent = self.config.hierarchy.get(p.metric)
-            if parent is not None:
-                key = self._parent_key(parent, p.labels)
-                pool = pools.get(key) or pools.setdefault(key, self._load_pool(key))
-                pool.child(p.labels, v, numerator=p.numerator, denominator=p.denominator)
-            if p.metric in parents:
-                pool = pools.get(p.series) or pools.setdefault(p.series,
-                                                                self._load_pool(p.series))
-                v = pool.parent(v)
-            verdicts[i] = v
-        for key, pool in pools.items():
-            self.models["pool|" + key] = pickle.dumps(pool, protocol=5)
-        return [verdicts[i] for i in range(len(points)) if i in verdicts]
+        for _, p in self.route(points, 1):
+            v = self.judge(p)
+            if v is not None:
+                verdicts[index[id(p)]] = v
+        return [verdicts[i] for i in sorted(verdicts)]
+
+    def _pool(self, key: str) -> Pool:
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = self._load_pool(key)
+        return pool
 
     def _parent_key(self, parent: str, labels: dict[str, str]) -> str:
         dims = self.specs[parent].dimensions
@@ -166,6 +196,7 @@ class DetectorStage:
         self.owner.setdefault(partition, set()).add(labels)
 
     def forget(self, partition: int) -> None:
+        self.pools.clear()  # another worker may judge them now: reload from the table
         for labels in self.owner.pop(partition, set()):
             for gauge in (self.score_g, self.expected_g, self.lower_g, self.upper_g):
                 with contextlib.suppress(KeyError):

@@ -103,7 +103,8 @@ def split_by_dest(parts: dict[Any, list[Any]], plan: Plan, n_dest: int) -> list[
     per_dest: list[list[Any]] = [[] for _ in range(n_dest)]
     for (mi, labels, start), acc in parts.items():
         name = plan.metrics[mi].name
-        per_dest[dest_of(name, n_dest)].append([name, labels, start, acc])
+        dest = dest_of(plan.route.get(name, name), n_dest)  # a hierarchy closes together
+        per_dest[dest].append([name, labels, start, acc])
     return per_dest
 
 

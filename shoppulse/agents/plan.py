@@ -10,10 +10,12 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 import msgspec
 
+from shoppulse.detectors.hierarchy import roots
 from shoppulse.streams.config import Config, MetricSpec
 
 #: Sums and quantile values are accumulated as integers in millionths, so that
@@ -79,6 +81,9 @@ class Plan:
     windows: tuple[float, ...]  # distinct window sizes
     grace: float
     horizon: float  # longest time state must be remembered: max window + grace
+    # metric -> the metric whose destination it shares: a hierarchy's top ancestor, so a
+    # window's parent and children close together (detectors pool them children first)
+    route: dict[str, str] = dc_field(default_factory=dict)
 
     def metric_index(self, name: str) -> int:
         return next(i for i, m in enumerate(self.metrics) if m.name == name)
@@ -175,6 +180,7 @@ def compile_plan(config: Config) -> Plan:
         windows=tuple(windows),
         grace=config.windows.grace,
         horizon=max(windows) + config.windows.grace,
+        route={m: top for m, (top, _) in roots(config.hierarchy).items()},
     )
 
 

@@ -109,6 +109,13 @@ SLOT_EVENTS = 50.0
 """Events a profile slot should see a day (fewer slots for thinner series)."""
 MAX_LEVEL_HALFLIFE = 2 * 86400.0
 """Longest half-life of the recent level (the daily profile carries the rest)."""
+DEFAULTS = {"halflife": 1800.0, "min_effect": 0.03, "freeze": 0.6}
+"""Where the default detector departs from the forecast detector's parameters, chosen on
+the synthetic benchmark (seed 1, 60 series, 7 days; README "Anomaly detection"): a
+recent level of 30 minutes, learning that stops once the CUSUM is at 60 % of ``h``, and a
+3 % minimum effect took recall on drops from 0.62 to 0.85, rises 0.38 -> 0.77, ramps 0.38
+-> 0.63 at 0.14 false alarms a day. A 1 h level or a frozen noise scale were faster
+still but raised 6-7 false alarms a day (thin ratios, over-dispersed counts)."""
 FAMILIES = ("auto", "ratio", "rate", "mean", "count", "sum", "real", "gauss", "quantile")
 """Accepted ``family`` values; ``gauss`` and ``quantile`` mean ``real``."""
 ALIASES = {"gauss": "real", "quantile": "real"}
@@ -136,6 +143,7 @@ class DefaultDetector(ForecastDetector):
     kind = "default"
     seasonal = True
     ratio_aware = True
+    scale_by_likelihood = True
 
     def __init__(
         self,
@@ -149,6 +157,8 @@ class DefaultDetector(ForecastDetector):
     ) -> None:
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        for key, value in DEFAULTS.items():
+            params.setdefault(key, value)
         super().__init__(**params)
         family = ALIASES.get(family, family)
         self.family_param = family
@@ -437,6 +447,18 @@ class DefaultDetector(ForecastDetector):
         if self.family == "sum":
             return (value - mu) ** 2, max(mu, 0.0)
         return (value - mu) ** 2, self._gain(mu)
+
+    def _variance_judged(self, ev: Evidence) -> bool:
+        """Counts, sums and ratios: only with about 10 events' worth of variance a window
+        (a thin count's squared residual is far from chi-square); averages: 10 items."""
+        if not self.variance_alternative or not math.isfinite(ev.sd):
+            return False
+        fam = self.family
+        if fam == "mean":
+            return ev.base_var <= 0.1
+        if fam == "sum":
+            return ev.base_var / max(self._dispersion() or 1.0, 1e-9) >= 10.0
+        return fam in ("count", "ratio", "rate") and ev.base_var >= 10.0
 
     # -- second opinion: the recent range ---------------------------------------------
     def _confirm(self, obs: float, ev: Evidence, warming: bool) -> Evidence:

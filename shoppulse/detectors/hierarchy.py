@@ -43,6 +43,7 @@ state next to the models under ``pool|<parent series>``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from shoppulse.streams.records import Verdict, series_key
@@ -50,6 +51,25 @@ from shoppulse.streams.records import Verdict, series_key
 TOP = 3
 RUN_DECAY = 0.9
 """Per-window decay of the children's summed deviations (about 7 windows' half-life)."""
+
+
+def roots(hierarchy: Mapping[str, str]) -> dict[str, tuple[str, int]]:
+    """Every metric of ``hierarchy`` (child -> parent) -> (its top ancestor, its depth).
+
+    Why: the points of one hierarchy must be judged in one place and children first, so
+    the pipeline routes every metric of a hierarchy by its top ancestor's name and sorts a
+    window's points deepest first. A cycle is a config error caught before this.
+
+    >>> roots({"conversion": "conversion_overall", "conv_city": "conversion"})["conv_city"]
+    ('conversion_overall', 2)
+    """
+    out: dict[str, tuple[str, int]] = {}
+    for name in {*hierarchy, *hierarchy.values()}:
+        top, depth = name, 0
+        while top in hierarchy and depth <= len(hierarchy):
+            top, depth = hierarchy[top], depth + 1
+        out[name] = (top, depth)
+    return out
 
 
 class Pool:

@@ -71,6 +71,11 @@ class Cusum:
     def stat(self) -> float:
         return max(self.s)
 
+    def set_h(self, h: float) -> None:
+        """A new threshold (the cadence changed it); the statistics are kept."""
+        self.ceiling *= h / self.h
+        self.h = h
+
     def tail(self) -> float:
         """Bound on the probability of the current statistic under the null."""
         return min(1.0, self.n * math.exp(-self.stat))
@@ -102,6 +107,11 @@ class Episode:
             elif ts - self.hot >= max(self.cooldown, min_hold):
                 self.end()
         return self.active
+
+    def set_h(self, h: float) -> None:
+        """A new threshold (the cadence changed it)."""
+        self.release *= h / self.h
+        self.h = h
 
     def end(self) -> None:
         self.active = False
