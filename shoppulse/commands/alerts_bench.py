@@ -31,6 +31,7 @@ transitions/s from the first produced to the last received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -404,8 +405,10 @@ async def _raw_forwarder(bootstrap: str, topic: str, url: str, secret: str,
         await consumer.stop()
 
 
-def _baseline(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock, *,
-              rate: float, seconds: float, burst: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def raw_forwarder(broker: EmbeddedBroker, app: str, url: str, secret: str) -> Iterator[str]:
+    """The baseline's forwarder (raw consumer, sign, POST) on its own topic, in a thread;
+    yields the topic to produce to."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     topic = f"{app}.bench-baseline"
@@ -433,6 +436,15 @@ def _baseline(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Cl
     while not ready.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
+        yield topic
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        t.join(10)
+
+
+def _baseline(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock, *,
+              rate: float, seconds: float, burst: int) -> dict[str, Any]:
+    with raw_forwarder(broker, app, url, secret) as topic:
         paced = [bench_alert(f"base-{app}-p{i}") for i in range(max(2, int(rate * seconds)))]
         asyncio.run(_produce(broker.bootstrap, topic, paced, rate, clock))
         fps = [a.fingerprint for a in paced]
@@ -448,9 +460,6 @@ def _baseline(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Cl
             clock.wait(bfps, 120)
             out["burst_tps"] = clock.rate(bfps)
         return out
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        t.join(10)
 
 
 def _median(rows: Iterable[dict[str, Any]], key: str) -> float | None:

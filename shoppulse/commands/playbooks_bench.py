@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import orjson
 
 from shoppulse.alerting.fingerprint import fingerprint
 from shoppulse.alerting.notifiers.receiver import WebhookReceiver
-from shoppulse.commands.alerts_bench import Clock, _raw_forwarder, bench_alert
+from shoppulse.commands.alerts_bench import Clock, bench_alert, raw_forwarder
 from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.topics import ensure_topics
@@ -92,33 +91,9 @@ def _stats(lat: list[float], n: int) -> dict[str, Any]:
 
 def _baseline(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock,
               n: int) -> dict[str, Any]:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    topic = f"{app}.bench-baseline"
-
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, 4, 1)])
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
-    loop = asyncio.new_event_loop()
-    stop, ready = asyncio.Event(), asyncio.Event()
-    thread = threading.Thread(target=lambda: loop.run_until_complete(
-        _raw_forwarder(broker.bootstrap, topic, url, secret, stop, ready)), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not ready.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
+    with raw_forwarder(broker, app, url, secret) as topic:
         return _stats(asyncio.run(_one_by_one(broker.bootstrap, topic, clock,
                                               f"base-{app}", n)), n)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
 
 
 def _worker(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock,
