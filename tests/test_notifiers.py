@@ -223,11 +223,15 @@ def test_failing_target_retries_until_it_recovers_and_notifier_down_goes_to_the_
 
 
 def test_hanging_target_stalls_neither_the_stream_nor_other_receivers():
+    TIMEOUT = 2.0
+
     async def main():
         with HookServer(SECRETS) as slow, HookServer(SECRETS) as fast:
             slow.mode, slow.hang_for = "hang", 5.0
             reg = CollectorRegistry()
-            d = Dispatcher.from_config({"slow": spec(url=slow.url, timeout=0.5),
+            # a bound a stalled stream could not meet: the slow receiver's timeout, not a
+            # speed (the machine may be loaded; speed is the benchmark's business)
+            d = Dispatcher.from_config({"slow": spec(url=slow.url, timeout=TIMEOUT),
                                         "fast": spec(url=fast.url)}, MemoryRows(), reg)
             d.start()
             t0 = time.perf_counter()
@@ -238,15 +242,15 @@ def test_hanging_target_stalls_neither_the_stream_nor_other_receivers():
             fast_at = time.perf_counter() - t0
             await until(lambda: (reg.get_sample_value("shoppulse_notification_failures_total",
                                                       {"receiver": "slow"}) or 0) >= 2,
-                        what="timeouts of the slow receiver")
+                        timeout=15, what="timeouts of the slow receiver")
             slow.mode = "ok"
             await until(lambda: slow.received, timeout=5, what="the slow receiver recovering")
             queue = reg.get_sample_value("shoppulse_notification_queue", {"receiver": "slow"})
             await d.stop()
             return handled, fast_at, fast, slow, queue
     handled, fast_at, fast, slow, queue = run(main())
-    assert handled < 0.5, f"handling 200 transitions took {handled:.2f}s"
-    assert fast_at < 1.0, f"the fast receiver waited {fast_at:.2f}s behind the hanging one"
+    assert handled < TIMEOUT, f"handling 200 transitions took {handled:.2f}s"
+    assert fast_at < TIMEOUT, f"the fast receiver waited {fast_at:.2f}s behind the hanging one"
     assert fast.bodies()[0]["counts"]["firing"] == 200
     assert slow.bodies()[0]["counts"]["firing"] == 200 and queue == 0
 
