@@ -27,10 +27,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(SYSTEM) test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist worksteal -m 'not drill'
 
 # every scenario of the plan through an embedded stack: detected, playbook run, recovered
 drill: $(STAMP)
+	$(BIN)/python -m pytest -q -m drill
 	$(BIN)/shoppulse drill --all
 
 bench: $(STAMP)

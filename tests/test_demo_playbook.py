@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from shoppulse.streams.broker import die_with_parent, free_port
 
 
@@ -25,6 +27,10 @@ def _metrics(port: int) -> str:
         return r.read().decode()
     return ""
 
+
+# Minutes each, and not passing yet on a loaded 2-core machine (README, Known issues):
+# `make drill` runs them with `shoppulse drill --all`.
+pytestmark = pytest.mark.drill
 
 def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
     port = free_port()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from shoppulse.streams.config import DEFAULT_PATH
@@ -35,6 +36,10 @@ def drill(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[int, dict, 
                      for p in tmp_path.glob("shoppulse-drill-*.log"))
     return proc.returncode, json.loads(out or b"{}"), err.decode() + logs
 
+
+# Minutes each, and not passing yet on a loaded 2-core machine (README, Known issues):
+# `make drill` runs them with `shoppulse drill --all`.
+pytestmark = pytest.mark.drill
 
 def test_payment_outage_drill_detects_runs_the_playbook_dry_and_recovers(tmp_path):
     # 25m of warm-up: the detector's 30-window warm-up must be over when evaluate counts
