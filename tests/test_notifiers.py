@@ -245,7 +245,13 @@ def test_hanging_target_stalls_neither_the_stream_nor_other_receivers():
                         timeout=15, what="timeouts of the slow receiver")
             slow.mode = "ok"
             await until(lambda: slow.received, timeout=5, what="the slow receiver recovering")
-            queue = reg.get_sample_value("shoppulse_notification_queue", {"receiver": "slow"})
+
+            def queue_now() -> float | None:
+                return reg.get_sample_value("shoppulse_notification_queue", {"receiver": "slow"})
+
+            # the receiver records the body before it answers; the queue shrinks on the answer
+            await until(lambda: queue_now() == 0, timeout=5, what="the slow queue draining")
+            queue = queue_now()
             await d.stop()
             return handled, fast_at, fast, slow, queue
     handled, fast_at, fast, slow, queue = run(main())
