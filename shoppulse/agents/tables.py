@@ -73,11 +73,11 @@ async def written(*tables: Any) -> None:
 
 
 class Staged(MutableMapping[str, bytes]):
-    """A table seen through the writes of the record in hand, which reach the table only
-    at :meth:`flush`.
+    """A table seen through the writes of the batch in hand, which reach the table only at
+    :meth:`flush`.
 
-    Why: the alert agents publish a record's transitions and save the lifecycle state it
-    produced. Saved first, a crash before the send lands loses the transition for good (the
+    Why: the alert agents publish a batch's transitions and save the lifecycle state it
+    produced. Saved first, a crash before the sends land loses a transition for good (the
     replayed record meets a state that already moved); sent first, the replay finds the
     transition on the alerts topic and does not send it again. So the state waits here
     until the sends are acknowledged.
@@ -93,47 +93,44 @@ class Staged(MutableMapping[str, bytes]):
 
     def __init__(self, table: MutableMapping[str, bytes]) -> None:
         self.table = table
-        self.pending: dict[str, bytes | None] = {}  # None: deleted
         self.partition = 0  # of the record being judged: its writes go to that partition
-        self._partitions: dict[str, int] = {}
+        self.pending: dict[str, tuple[int, bytes | None]] = {}  # (partition, None: deleted)
 
     def __getitem__(self, key: str) -> bytes:
-        if key in self.pending:
-            value = self.pending[key]
-            if value is None:
-                raise KeyError(key)
-            return value
-        return self.table[key]
+        if key not in self.pending:
+            return self.table[key]
+        value = self.pending[key][1]
+        if value is None:
+            raise KeyError(key)
+        return value
 
     def __setitem__(self, key: str, value: bytes) -> None:
-        self.pending[key] = value
-        self._partitions[key] = self.partition
+        self.pending[key] = (self.partition, value)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
-        self.pending[key] = None
-        self._partitions[key] = self.partition
+        self.pending[key] = (self.partition, None)
 
     def __iter__(self) -> Iterator[str]:
         for key in self.table:
             if key not in self.pending:
                 yield key
-        yield from (k for k, v in self.pending.items() if v is not None)
+        yield from (k for k, (_, v) in self.pending.items() if v is not None)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def flush(self) -> None:
         """Hand the staged writes to the table (whose changelog sends then start)."""
-        for key, value in self.pending.items():
-            with writing_to(self._partitions[key], *durable(self.table)):
+        tables = durable(self.table)
+        for key, (partition, value) in self.pending.items():
+            with writing_to(partition, *tables):
                 if value is None:
                     self.table.pop(key, None)
                 else:
                     self.table[key] = value
         self.pending.clear()
-        self._partitions.clear()
 
 
 def durable(table: Any) -> tuple[DurableTable, ...]:
