@@ -8,9 +8,8 @@ reading its input through :class:`Contiguous` so that no offset is skipped.
 Exactly one record per transition, also across SIGKILL and rebalance:
 
 * the lifecycle ignores samples it has already judged, so a replayed point or verdict
-  changes nothing once its state write is in the changelog (the agent waits for that
-  write before it takes the next record, :mod:`shoppulse.agents.tables`; a record that
-  wrote nothing but the offset note is not waited for: replaying it is harmless);
+  changes nothing once its state write is in the changelog (Faust may commit a record
+  only once that write is acknowledged: :class:`~shoppulse.agents.tables.AckAfterWrites`);
 * a crash between sending a transition and that write replays the record against the
   old state, which decides the same transition again. Each transition goes to the
   alerts partition numbered like its input partition (a fingerprint always comes from
@@ -39,7 +38,13 @@ from prometheus_client import Gauge
 from shoppulse.agents.contiguous import Contiguous
 from shoppulse.agents.exporter import Exporter
 from shoppulse.agents.ingest import dest_of
-from shoppulse.agents.tables import BATCH_EVENTS, BATCH_WAIT, Staged, writing_to, written
+from shoppulse.agents.tables import (
+    BATCH_EVENTS,
+    BATCH_WAIT,
+    AckAfterWrites,
+    Staged,
+    writing_to,
+)
 from shoppulse.alerting.audit import AlertLog
 from shoppulse.alerting.engine import AlertEngine
 from shoppulse.streams.config import Config
@@ -198,40 +203,44 @@ def attach_alerts(app: faust.App, config: Config, bootstrap: str, exporter: Expo
                                      str(exc))
         await deadletter.send(key=rec.key, value=rec.value or b"", headers=headers)
 
-    async def judge(stream: faust.StreamT, reader: Contiguous, stage: AlertEngine,
-                    table: Any, staged: Staged, read: Callable[[Any], list[Alert]]) -> None:
+    async def judge(stream: faust.StreamT, reader: Contiguous, table: Any, staged: Staged,
+                    read: Callable[[Any], list[Alert]]) -> None:
         """Each record in offset order judged and its transitions published; per batch of
-        events the sends acknowledged, then the state written and waited for (only when it
-        changed: a batch that moved nothing needs no wait). Sends before state: a crash
-        between the two replays the records, whose transitions are then found on the topic
-        (see :class:`Staged`)."""
-        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT):
-            writes, sends = stage.writes, []
-            for event in events:
-                with writing_to(event.message.partition, table):
-                    async for rec in reader.records(event):
-                        staged.partition = rec.partition
-                        try:
-                            alerts = read(rec)
-                        except (TypeError, ValueError, KeyError,
-                                orjson.JSONDecodeError) as exc:
-                            await dead(rec, exc)
-                            continue
-                        sends += await publish(rec.partition, alerts)
-            if sends:
-                await asyncio.gather(*sends)
-            staged.flush()
-            if sends or stage.writes != writes:
-                await written(table)
+        events the sends acknowledged, then the state handed to the table, and the batch
+        acked once that is written (in the background: the next batch does not wait).
+        Sends before state: a crash between the two replays the records, whose
+        transitions are then found on the topic (see :class:`Staged`)."""
+        acks = AckAfterWrites(stream, table)
+        try:
+            async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT):
+                acks.hold(events)
+                sends: list[Any] = []
+                for event in events:
+                    with writing_to(event.message.partition, table):
+                        async for rec in reader.records(event):
+                            staged.partition = rec.partition
+                            try:
+                                alerts = read(rec)
+                            except (TypeError, ValueError, KeyError,
+                                    orjson.JSONDecodeError) as exc:
+                                await dead(rec, exc)
+                                continue
+                            sends += await publish(rec.partition, alerts)
+                if sends:
+                    await asyncio.gather(*sends)
+                staged.flush()
+                acks.done(events)
+        finally:
+            acks.stop()
 
     @app.agent(metrics_topic, name="alert_points")
     async def alert_points(stream: faust.StreamT) -> None:
-        await judge(stream, points_in, on_points, on_point_table, staged_points,
+        await judge(stream, points_in, on_point_table, staged_points,
                     lambda rec: on_points.on_point(MetricPoint.loads(rec.value), rec.partition))
 
     @app.agent(anomalies_topic, name="alert_verdicts")
     async def alert_verdicts(stream: faust.StreamT) -> None:
-        await judge(stream, verdicts_in, on_verdicts, on_verdict_table, staged_verdicts,
+        await judge(stream, verdicts_in, on_verdict_table, staged_verdicts,
                     lambda rec: on_verdicts.on_verdict(Verdict.loads(rec.value), rec.partition))
 
     @app.on_partitions_revoked.connect

@@ -32,9 +32,9 @@ from shoppulse.agents.status import attach_status
 from shoppulse.agents.tables import (
     BATCH_EVENTS,
     BATCH_WAIT,
+    AckAfterWrites,
     DurableTable,
-    writing_to,
-    written,
+    Staged,
 )
 from shoppulse.agents.transport import App
 from shoppulse.streams.config import Config
@@ -112,39 +112,61 @@ def create_app(config: Config, bootstrap: str, *, web_port: int | None = None) -
     windows = app.Table("windows", partitions=n_dest, key_type=str, value_type=bytes)
     progress = app.Table("progress", partitions=n_dest, key_type=str, value_type=bytes)
     sources = [f"{t}:{p}" for t, spec in config.topics.items() for p in range(spec.partitions)]
-    stage = GlobalStage(plan, windows, progress, sources, cardinality_of(config, plan))
+    # the combine agent's state waits in these views until the points it closed are acked
+    staged_windows, staged_progress = Staged(windows), Staged(progress)
+    stage = GlobalStage(plan, staged_windows, staged_progress, sources,
+                        cardinality_of(config, plan))
     ingest = Ingest(config, plan, bootstrap, exporter, n_dest=n_dest, loop=app.loop)
     # the agents' notes of the last offset they started live next to their state
     kafka = config.kafka.client_options()
-    partials_in = Contiguous(bootstrap, progress, exporter.refetched, kafka, loop=app.loop)
+    partials_in = Contiguous(bootstrap, staged_progress, exporter.refetched, kafka,
+                             loop=app.loop)
     points_in = Contiguous(bootstrap, models, exporter.refetched, kafka, loop=app.loop)
     app._extra_services.extend([ingest, partials_in, points_in])  # started and stopped with the app
 
     @app.agent(partials, name="combine")
     async def combine(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT):
-            for event in events:
-                with writing_to(event.message.partition, windows, progress):
-                    async for rec in partials_in.records(event):
-                        await combine_one(rec.partition, rec.value)
-            await written(windows, progress)  # only then may Faust commit these events
+        acks = AckAfterWrites(stream, windows, progress)
+        try:
+            await combine_batches(stream, acks)
+        finally:
+            acks.stop()
 
-    async def combine_one(dest: int, value: bytes) -> None:
+    async def combine_batches(stream: faust.StreamT, acks: AckAfterWrites) -> None:
+        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT):
+            acks.hold(events)
+            closed: list[tuple[int, list[MetricPoint]]] = []
+            sends: list[Any] = []
+            for event in events:
+                staged_windows.partition = staged_progress.partition = event.message.partition
+                async for rec in partials_in.records(event):
+                    await combine_one(rec.partition, rec.value, closed, sends)
+            # the batch's points acknowledged first, then its state (windows marked emitted)
+            # handed to the tables: one round trip for every window the batch closed, and
+            # a crash before the state lands replays the batch, which emits them again
+            await asyncio.gather(*sends)
+            now = time.time()
+            for dest, points in closed:
+                for p in points:
+                    exporter.observe(p, dest)
+                    exporter.close_delay.observe(max(0.0, now - p.window_end - plan.grace))
+            staged_windows.flush()
+            staged_progress.flush()
+            acks.done(events)  # Faust may commit these events once those writes are acked
+
+    async def combine_one(dest: int, value: bytes, closed: list[tuple[int, list[MetricPoint]]],
+                          sends: list[Any]) -> None:
         result = stage.apply(dest, orjson.loads(value))
         if result.replayed:
             exporter.replayed.inc(result.replayed)
         for topic, n in (result.late_topics or {}).items():
             exporter.late.labels(topic).inc(n)
         for wkey, points in stage.close_ready(dest):
-            futures = [await metrics_topic.send(key=p.series.encode(), value=p.dumps(),
-                                                partition=part)
-                       for part, p in detection.route(points, n_metrics)]
-            await asyncio.gather(*futures)
-            now = time.time()
-            for p in points:
-                exporter.observe(p, dest)
-                exporter.close_delay.observe(max(0.0, now - p.window_end - plan.grace))
-            stage.mark_emitted(wkey)
+            sends += [await metrics_topic.send(key=p.series.encode(), value=p.dumps(),
+                                               partition=part)
+                      for part, p in detection.route(points, n_metrics)]
+            closed.append((dest, points))
+            stage.mark_emitted(wkey)  # staged: reaches the table after the points' acks
 
     @app.agent(metrics_topic, name="detect")
     async def detect(stream: faust.StreamT) -> None:

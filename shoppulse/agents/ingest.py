@@ -46,6 +46,7 @@ from shoppulse.agents.exporter import Exporter
 from shoppulse.agents.global_stage import encode_partials
 from shoppulse.agents.local_stage import Batch, PartitionAggregator
 from shoppulse.agents.plan import Plan
+from shoppulse.agents.transport import FETCH_MAX_WAIT_MS
 from shoppulse.streams.config import Config
 from shoppulse.streams.deadletter import deadletter_headers
 from shoppulse.streams.offsets import log_end_offsets, read_range
@@ -71,7 +72,7 @@ SEND_TIMEOUT_MS = 300_000
 #: fast as fetches return made ~50 messages/s, more than the combine agent kept up with on
 #: this machine, so windows closed later and later. A round of at least
 #: ``BUSY_ROUND_RECORDS`` (a backlog, or a firehose) never makes the next one wait.
-MIN_ROUND_SECONDS = 0.25
+MIN_ROUND_SECONDS = 0.1
 BUSY_ROUND_RECORDS = 1000
 DEADLETTER_MAX_BYTES = 1_000_000  # longer payloads are dead-lettered truncated
 
@@ -163,6 +164,7 @@ class Ingest(Service):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # the embedded broker answers at its end
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,
             rebalance_timeout_ms=10000,

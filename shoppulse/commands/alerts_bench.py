@@ -200,7 +200,7 @@ def bench_config(url: str, *, window: float, grace: float, n_series: int) -> dic
         "annotations": {"summary": "GMV {{ value | num }} in {{ labels.category }}"}}]
     data["notifiers"] = {"bench": {
         "type": "webhook", "url": url, "secrets_env": ["BENCH_WEBHOOK_SECRET"],
-        "group_by": ["..."], "group_wait": "0s", "group_interval": "1s"}}
+        "group_by": ["..."], "group_wait": "0s", "group_interval": "10ms"}}
     return data
 
 
@@ -264,13 +264,14 @@ def hops(bootstrap: str, cfg: Any, received: dict[Key, float], grace: float,
             alert_at[_window_key("gmv", labels, a.at)] = ((a.fingerprint, a.episode, a.state),
                                                           rec.timestamp / 1000)
     # every bench category flips at every window: each of its points is a transition
-    rows: list[dict[str, float | None]] = []
+    rows: list[dict[str, Any]] = []
     for wk, p_at in points.items():
         close = wk[2] + grace
         key, a_at = alert_at.get(wk, (None, None))
         got = received.get(key) if key is not None else None
         v_at = verdict_at.get(wk)
         rows.append({
+            "state": None if key is None else key[2],
             "close_to_point": p_at - close,
             "point_to_alert": None if a_at is None else a_at - p_at,
             "alert_to_webhook": None if got is None or a_at is None else got - a_at,
@@ -279,17 +280,23 @@ def hops(bootstrap: str, cfg: Any, received: dict[Key, float], grace: float,
     return {"rows": rows, "verdicts": len(verdict_at)}
 
 
-def _summary(rows: list[dict[str, float | None]]) -> dict[str, Any]:
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """p50/p99 per hop over the transitions that got that far (``delivered`` says how many
     did: the percentiles leave the others out, so a run that did not deliver them all
-    cannot meet the goal)."""
+    cannot meet the goal); close -> webhook also per state (a RESOLVED joins a group that
+    was notified before, a FIRING starts a new one: their timers differ)."""
     out: dict[str, Any] = {"transitions": len(rows),
                            "delivered": sum(r["close_to_webhook"] is not None for r in rows)}
     for hop in ("close_to_point", "point_to_alert", "alert_to_webhook", "close_to_webhook",
                 "point_to_verdict"):
         vals = [r[hop] for r in rows if r[hop] is not None]
         out[f"{hop}_p50_s"] = statistics.median(vals) if vals else None
-        out[f"{hop}_p99_s"] = pct(vals, 99)  # type: ignore[arg-type]
+        out[f"{hop}_p99_s"] = pct(vals, 99)
+    for state in ("firing", "resolved"):
+        vals = [r["close_to_webhook"] for r in rows
+                if r["state"] == state and r["close_to_webhook"] is not None]
+        out[f"close_to_webhook_{state}_p50_s"] = statistics.median(vals) if vals else None
+        out[f"close_to_webhook_{state}_p99_s"] = pct(vals, 99)
     return out
 
 
@@ -516,7 +523,8 @@ def alerts(*, rate: float = 20.0, seconds: float = 20.0, burst: int = 300, runs:
         "close_to_webhook_p99_s": _median(pipe, "close_to_webhook_p99_s"),
         "latency_from": "window_close",
     }
-    for hop in ("close_to_point", "point_to_alert", "alert_to_webhook", "point_to_verdict"):
+    for hop in ("close_to_point", "point_to_alert", "alert_to_webhook", "point_to_verdict",
+                "close_to_webhook_firing", "close_to_webhook_resolved"):
         for q in ("p50", "p99"):
             result[f"{hop}_{q}_s"] = _median(pipe, f"{hop}_{q}_s")
     result.update({
