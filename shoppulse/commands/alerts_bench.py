@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import secrets
 import statistics
@@ -280,12 +281,26 @@ def hops(bootstrap: str, cfg: Any, received: dict[Key, float], grace: float,
     return {"rows": rows, "verdicts": len(verdict_at)}
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def expected_transitions(n_series: int, window: float, grace: float, since: float,
+                         until: float) -> int:
+    """Bench transitions whose window closes in [since, until]: one per series and window
+    (each category flips at every window), whether or not the worker emitted its point.
+
+    >>> expected_transitions(10, 2.0, 1.0, 100.5, 110.5)  # closes at 101, 103, ... 109
+    50
+    """
+    first = math.ceil((since - grace) / window)
+    last = math.floor((until - grace) / window)
+    return n_series * max(0, last - first + 1)
+
+
+def _summary(rows: list[dict[str, Any]], expected: int) -> dict[str, Any]:
     """p50/p99 per hop over the transitions that got that far (``delivered`` says how many
-    did: the percentiles leave the others out, so a run that did not deliver them all
-    cannot meet the goal); close -> webhook also per state (a RESOLVED joins a group that
-    was notified before, a FIRING starts a new one: their timers differ)."""
-    out: dict[str, Any] = {"transitions": len(rows),
+    did, of the ``expected`` ones, whose points may never have come: the percentiles leave
+    the others out, so a run that did not deliver them all cannot meet the goal);
+    close -> webhook also per state (a RESOLVED joins a group that was notified before, a
+    FIRING starts a new one: their timers differ)."""
+    out: dict[str, Any] = {"transitions": max(expected, len(rows)),
                            "delivered": sum(r["close_to_webhook"] is not None for r in rows)}
     for hop in ("close_to_point", "point_to_alert", "alert_to_webhook", "close_to_webhook",
                 "point_to_verdict"):
@@ -353,7 +368,8 @@ def _live(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock,
                 time.sleep(0.2)
             time.sleep(3.0)
             live = hops(broker.bootstrap, cfg, dict(clock.transitions), grace, since, until)
-            got = _summary(live["rows"])
+            got = _summary(live["rows"], expected_transitions(n_series, window, grace,
+                                                              since, until))
             got.update(series=n_series, events_per_s=events_per_s, verdicts=live["verdicts"],
                        worker_cpu_pct=cpu, load_avg_1m=os.getloadavg()[0])
             bursts = [bench_alert(f"{app}-b{i}") for i in range(burst)]
@@ -530,6 +546,7 @@ def alerts(*, rate: float = 20.0, seconds: float = 20.0, burst: int = 300, runs:
     result.update({
         "transitions": sum(p["transitions"] for p in pipe),
         "delivered": sum(p["delivered"] for p in pipe),
+        "runs_all_delivered": sum(p["delivered"] == p["transitions"] for p in pipe),
         "transitions_per_s": rate, "series": pipe[0]["series"] if pipe else 0,
         "burst_tps": _median(pipe, "burst_tps"),
         "worker_cpu_pct": _median(pipe, "worker_cpu_pct"),
