@@ -21,6 +21,7 @@ from typing import Any
 import faust
 
 log = logging.getLogger(__name__)
+
 # Agents take what arrived within BATCH_WAIT seconds (at most BATCH_EVENTS events, Faust's
 # ``take_events``) and have Faust ack a batch only once its table writes are acknowledged
 # (:class:`AckAfterWrites`), while they go on with the next batch: a round trip per
