@@ -37,21 +37,22 @@ DRILL_START = 1_767_290_400.0  # 2026-01-01 18:00 UTC: the evening, when the sho
 #: lasts in event time (the slowest rule's ``for`` plus a few windows) and its *wave*:
 #: scenarios of one wave run at the same time because they move different series.
 PLAN: dict[str, tuple[str, float, int]] = {
-    # wave 0: payments, one carrier, search's landing page, one category's prices, one platform
+    # wave 0: payments, search's landing page, one category's prices, one platform
     "payment_outage": (":0.6", 420.0, 0),                      # PaymentSuccessLow, for 2m
-    "logistics_delay": (":1.0/carrier=fastship", 540.0, 0),    # DeliveryDelaysHigh, for 5m
     "landing_bounce_spike": (":0.5/channel=search", 540.0, 0),  # LandingBounceHigh, for 5m
-    "price_error": (":0.95/category=electronics", 540.0, 0),   # BasketAnomaly (rise)
+    "price_error": (":0.95/category=electronics", 540.0, 0),   # HeadlineAnomaly on AOV
     "platform_policy_change": (":1.0/platform=ios", 540.0, 0),  # ImpressionsAnomaly
     # wave 1: bots bounce too: after the landing spike, so LandingBounceHigh's flap damping
     # (a new episode within 1h of a resolve needs 15m of trouble) does not hide the landing
     "bot_traffic": (":3/channel=ads", 420.0, 1),               # CtrSuspiciouslyHigh, for 3m
     "pipeline_stall": (":1.0/topic=orders", 480.0, 1),         # OrdersSilent, 5m silent
-    # wave 2: the checkout, search's traffic, an order flood, one category's stock
+    # wave 2: the checkout, search's traffic, an order flood, one category's stock, a carrier
     "checkout_conversion_drop": (":1.0", 780.0, 2),            # ConversionLow, for 10m
     "channel_traffic_drop": (":0.9/channel=search", 540.0, 2),  # SessionsAnomaly
     "order_spike": (":4", 420.0, 2),                           # HeadlineAnomaly on orders
-    "stock_out": (":1.0/category=fashion", 540.0, 2),          # BasketAnomaly (drop)
+    "stock_out": (":1.0/category=fashion", 540.0, 2),          # CategoryGmvAnomaly
+    # ~7 fastship shipments a window, not always the rule's 5: 12 min for 5 windows in a row
+    "logistics_delay": (":1.0/carrier=fastship", 720.0, 2),    # DeliveryDelaysHigh, for 5m
 }
 RECOVERY = 480.0
 """Event time after a wave's longest incident, before the next wave: the drill holds event
