@@ -36,7 +36,7 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "shoppulse.commands.cli", "demo", "--web-port", str(port),
-         "--history", "6m", "--speed", "5",
+         "--history", "6m", "--speed", "4",
          "--incident", "bot_traffic@20s+4m:3/channel=ads", "--duration", "480s"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True, preexec_fn=die_with_parent)

@@ -50,9 +50,10 @@ PLAN: dict[str, tuple[str, float, int]] = {
     "checkout_conversion_drop": (":1.0", 780.0, 2),            # ConversionLow, for 10m
     "channel_traffic_drop": (":0.9/channel=search", 540.0, 2),  # SessionsAnomaly
     "order_spike": (":4", 420.0, 2),                           # HeadlineAnomaly on orders
-    "stock_out": (":1.0/category=fashion", 540.0, 2),          # CategoryGmvAnomaly
     # ~7 fastship shipments a window, not always the rule's 5: 12 min for 5 windows in a row
     "logistics_delay": (":1.0/carrier=fastship", 720.0, 2),    # DeliveryDelaysHigh, for 5m
+    # wave 3: one category's stock, alone: the order flood raises every category's GMV
+    "stock_out": (":1.0/category=fashion", 540.0, 3),          # CategoryGmvAnomaly
 }
 RECOVERY = 480.0
 """Event time after a wave's longest incident, before the next wave: the drill holds event
@@ -116,6 +117,12 @@ class Drill:
         }
 
 
+def _affected(spec: str) -> dict[str, str]:
+    """``{dim: value}`` of an incident spec's ``/dim=value,...`` tail."""
+    _, _, tail = spec.partition("/")
+    return dict(kv.split("=", 1) for kv in tail.split(",") if "=" in kv)
+
+
 def schedule(scenarios: list[str], *, warm: float, recovery: float = RECOVERY,
              sequential: bool = False) -> list[Drill]:
     """After ``warm``, the waves one after the other, each ``recovery`` after its longest
@@ -152,9 +159,14 @@ class Watcher:
         self.run_of: dict[str, Drill] = {}
         self.alerts: dict[str, tuple[Alert, float]] = {}  # fingerprint -> first firing
 
-    def _drill_for(self, playbook: str, t: float) -> Drill | None:
+    def _drill_for(self, playbook: str, t: float, labels: dict[str, str]) -> Drill | None:
+        """The drill of this run: its scenario's playbook, started during the incident (or
+        its recovery), on an alert that does not name another value of a dimension the
+        incident hits (a GMV drop of electronics is not fashion's stock-out)."""
         for d in self.drills:
             if d.scenario == playbook and d.start <= t <= d.end + self.recovery:
+                if any(labels.get(k, v) != v for k, v in _affected(d.spec).items()):
+                    continue
                 return d
         return None
 
@@ -165,12 +177,13 @@ class Watcher:
     def on_step(self, step: PlaybookStep) -> None:
         d = self.run_of.get(step.run_id)
         if d is None and step.stage == "identify" and step.status == "started":
-            d = self._drill_for(step.playbook, step.event_at)
+            got = self.alerts.get(step.fingerprint)
+            d = self._drill_for(step.playbook, step.event_at,
+                                got[0].labels if got is not None else {})
             if d is None or d.run_id is not None:
                 return
             d.run_id, d.playbook, d.run_started_wall = step.run_id, step.playbook, step.at
             d.stages = {"identify": 0.0}
-            got = self.alerts.get(step.fingerprint)
             if got is not None:
                 d.alert, d.alert_wall = got
             self.run_of[step.run_id] = d
