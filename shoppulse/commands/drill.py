@@ -3,8 +3,9 @@
 A drill starts an embedded broker and a worker in *drill mode* (alerts carry
 ``drill="true"`` and go only to the drill receiver; playbook actions are dry runs that
 record "would have …" unless ``--live-actions``), pre-warms the detectors on simulated
-history, then injects each scenario through the simulator in accelerated event time, one
-after the other with time to recover in between. It reads the worker's own records, the
+history, then injects the scenarios through the simulator (in this process) in accelerated
+event time, in waves of scenarios that move different series, holding event time at each
+wave's end while its runs decide and act (wall time). It reads the worker's own records, the
 alerts on ``<app>.alerts`` and the playbook steps on ``<app>.playbook-runs``, approves
 runs that wait for a human (as the on-call would, through the bearer-token endpoint), and
 reports per scenario: detected or not, the alert, the playbook, and how long each stage
