@@ -38,13 +38,11 @@ DRILL_START = 1_767_290_400.0  # 2026-01-01 18:00 UTC: the evening, when the sho
 #: lasts in event time (the slowest rule's ``for`` plus a few windows) and its *wave*:
 #: scenarios of one wave run at the same time because they move different series.
 PLAN: dict[str, tuple[str, float, int]] = {
-    # wave 0: payments, search's landing page, electronics' prices, iOS, fashion's stock
+    # wave 0: payments, search's landing page, electronics' prices, iOS
     "payment_outage": (":0.6", 420.0, 0),                      # PaymentSuccessLow, for 2m
     "landing_bounce_spike": (":0.5/channel=search", 540.0, 0),  # LandingBounceHigh, for 5m
     "price_error": (":0.95/category=electronics", 540.0, 0),   # HeadlineAnomaly on AOV
     "platform_policy_change": (":1.0/platform=ios", 540.0, 0),  # ImpressionsAnomaly
-    # one category's stock: not beside the order flood, which raises every category's GMV
-    "stock_out": (":1.0/category=fashion", 540.0, 0),          # CategoryGmvAnomaly
     # wave 1: bots bounce too: after the landing spike, so LandingBounceHigh's flap damping
     # (a new episode within 1h of a resolve needs 15m of trouble) does not hide the landing
     "bot_traffic": (":3/channel=ads", 420.0, 1),               # CtrSuspiciouslyHigh, for 3m
@@ -55,6 +53,9 @@ PLAN: dict[str, tuple[str, float, int]] = {
     "order_spike": (":4", 420.0, 2),                           # HeadlineAnomaly on orders
     # ~7 fastship shipments a window, not always the rule's 5: 12 min for 5 windows in a row
     "logistics_delay": (":1.0/carrier=fastship", 720.0, 2),    # DeliveryDelaysHigh, for 5m
+    # wave 3: one category's stock, alone: not beside the order flood, which raises every
+    # category's GMV, nor the price error, whose order value it would lift back
+    "stock_out": (":1.0/category=fashion", 540.0, 3),          # CategoryGmvAnomaly
 }
 RECOVERY = 480.0
 """Event time after a wave's longest incident, before the next wave: the drill holds event
