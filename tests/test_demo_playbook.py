@@ -28,7 +28,7 @@ def _metrics(port: int) -> str:
     return ""
 
 
-# Minutes of wall time: `make drill` runs it (and `.ci/run` after `make test`).
+# Minutes of wall time: `make drill` runs it, `make test` does not.
 pytestmark = pytest.mark.drill
 
 

@@ -37,7 +37,7 @@ def drill(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[int, dict, 
     return proc.returncode, json.loads(out or b"{}"), err.decode() + logs
 
 
-# Minutes each: `make drill` runs them (and `.ci/run` after `make test`), `make test` does not.
+# Minutes each: `make drill` runs them, `make test` does not.
 pytestmark = pytest.mark.drill
 
 
