@@ -21,7 +21,7 @@ from shoppulse.streams.config import DEFAULT_PATH
 STAGES = {"identify", "decide", "act", "evaluate"}
 
 
-def drill(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[int, dict, str]:
+def drill(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[int, dict, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shoppulse.commands.cli", "drill", *args, "--json"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -37,20 +37,24 @@ def drill(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[int, dict, 
     return proc.returncode, json.loads(out or b"{}"), err.decode() + logs
 
 
-# Minutes each, and not passing yet on a loaded 2-core machine (README, Known issues):
-# `make drill` runs them with `shoppulse drill --all`.
+# Minutes each: `make drill` runs them, `make test` does not.
 pytestmark = pytest.mark.drill
 
-def test_payment_outage_drill_detects_runs_the_playbook_dry_and_recovers(tmp_path):
-    # 25m of warm-up: the detector's 30-window warm-up must be over when evaluate counts
-    rc, result, log = drill(tmp_path, "payment_outage", "--warm", "25m")
+
+def test_every_scenario_of_the_plan_is_detected_handled_and_recovers(tmp_path):
+    # ~5 min on this 2-core machine when it is otherwise idle; generous bounds for a loaded one
+    rc, result, log = drill(tmp_path, "--all", "--timeout", "20m", timeout=1300)
+    failed = {k: v for k, v in result.get("drills", {}).items() if not v["passed"]}
+    assert rc == 0 and not failed and len(result["drills"]) == 11, (failed, log[-6000:])
+    for name, r in result["drills"].items():
+        assert r["detected"] and r["playbook"] == name and r["outcome"] == "recovered", name
+        assert r["alert"]["labels"]["drill"] == "true", name  # the drill receiver's only
+        assert set(r["stages"]) >= STAGES, name
+        assert r["ttd_s"] > 0 and r["ttr_s"] > 0 and r["first_action_s"] >= 0, name
+        # actions run dry: the audit says what would have been called, nothing was
+        assert r["actions"] and all("would have called" in a for a in r["actions"]), name
     r = result["drills"]["payment_outage"]
-    assert rc == 0 and r["passed"], (r, log)
-    assert r["detected"] and r["alert"]["rule"] == "PaymentSuccessLow"
-    assert r["alert"]["labels"]["drill"] == "true"
-    assert r["alert"]["value"] < 0.9
-    assert r["playbook"] == "payment_outage" and r["outcome"] == "recovered"
-    assert set(r["stages"]) >= STAGES
+    assert r["alert"]["rule"] == "PaymentSuccessLow" and r["alert"]["value"] < 0.9
     # the approval was answered through the bearer-token endpoint, then every action ran dry
     assert r["tta_s"] is not None and r["tta_s"] >= 0
     assert [a.split(":")[0] for a in r["actions"]] == [
@@ -58,8 +62,7 @@ def test_payment_outage_drill_detects_runs_the_playbook_dry_and_recovers(tmp_pat
     assert "produce a command to topic commands" in r["actions"][1]
     # detected within the rule's for (2m) plus two windows; the first action follows the alert
     assert 0 < r["ttd_s"] <= 120 + 2 * 60
-    assert 0 < r["first_action_s"] < 30
-    assert r["ttr_s"] > 0
+    assert 0 < r["first_action_s"] < 60
 
 
 def test_a_drill_whose_alert_cannot_fire_fails_with_exit_code_1(tmp_path):
@@ -70,7 +73,7 @@ def test_a_drill_whose_alert_cannot_fire_fails_with_exit_code_1(tmp_path):
     config = tmp_path / "no-payment-rules.yaml"
     config.write_text(yaml.safe_dump(data))
     rc, result, log = drill(tmp_path, "payment_outage", "--warm", "5m", "--grace", "5s",
-                            "--timeout", "150s", "--config", str(config))
+                            "--timeout", "240s", "--config", str(config))
     r = result["drills"]["payment_outage"]
     assert rc == 1, log
     assert not r["passed"] and not r["detected"] and r["playbook"] is None

@@ -151,6 +151,19 @@ def test_a_late_report_of_a_step_does_not_advance_the_run_twice() -> None:
     assert eng.finished(calls[0], 2.0, T0, ok=True) == ([], [])  # the same outcome again
 
 
+def test_recovery_counts_values_back_in_the_band_while_the_detector_episode_lasts() -> None:
+    # the detector's alarm episode (`anomalous`) outlives the incident by its cooldown (15m):
+    # a run asks whether the value is back, so windows inside the band count regardless
+    eng = Engine({"pay": book(act=[], evaluate={"windows": 3, "timeout": "1h"})})
+    eng.on_alert(alert(), now=100.0)
+    out: list[Any] = []
+    for i, v in enumerate([0.3, 0.95, 0.97, 0.96]):
+        s, _c = eng.on_verdict(verdict(T0 + 180 + 60 * i, v, anomalous=True), now=1.0)
+        out += s
+    assert [(s.status, s.result["windows"]) for s in out] == [("recovered", 3)]
+    assert out[0].result["ttr_s"] == 180 + 60 * 3 + 60 - 120
+
+
 def test_evaluation_times_out_into_an_escalation() -> None:
     eng = Engine({"pay": book(act=[], evaluate={"windows": 2, "timeout": "5m"})})
     steps, calls = eng.on_alert(alert(), now=100.0)
@@ -165,6 +178,7 @@ def test_evaluation_times_out_into_an_escalation() -> None:
 def test_match_labels_give_direction_and_the_top_contributor() -> None:
     labels = match_labels(alert(contributors=[{"labels": {"platform": "ios"}, "share": 0.8}]))
     assert labels["direction"] == "drop" and labels["top_platform"] == "ios"
+    assert labels["where_platform"] == "ios" and labels["signal"].endswith(":drop")
     assert labels["alertname"] == "PaymentAnomaly"
     assert match_labels(alert(value=1.5))["direction"] == "rise"
 

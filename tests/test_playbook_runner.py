@@ -157,3 +157,5 @@ def test_dry_run_makes_no_outbound_call_and_says_what_it_would_have_done() -> No
     assert [r.status for r in done] == ["dry_run", "dry_run"]
     assert done[0].result["would_have"].startswith("POST http://127.0.0.1:")
     assert "token" not in done[0].result["would_have"]
+    assert done[0].result["audit"].startswith("would have called webhook: POST http://127.0.0.1:")
+    assert "token" not in done[0].result["audit"]

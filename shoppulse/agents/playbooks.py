@@ -168,9 +168,11 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     runner = Runner(engine, executors, emit, claims=JsonTable(claims_t, writes),
                     persist=lambda: written(runs_t, open_t, claims_t), report=report)
     resumed = False
+    alert_clock = [0.0]  # newest alert event time applied (the gauge; not evaluate's clock)
     Gauge("shoppulse_playbook_clock_seconds", "Newest event time the playbook agent has seen "
           "(alerts and verdicts): how far behind the pipeline it runs",
-          registry=registry).set_function(lambda: max(runner.event_now, skipped_clock[0]))
+          registry=registry).set_function(
+              lambda: max(runner.event_now, skipped_clock[0], alert_clock[0]))
 
     @app.agent(alerts_topic, name="playbook-alerts")
     async def forward_alerts(stream: faust.StreamT) -> None:
@@ -222,10 +224,15 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
     async def apply(value: bytes) -> None:
         tag, body = value[:1], value[1:]
         now = time.time()
+        # Evaluate's clock is the verdicts' (forwarded or skipped), never the alerts': the
+        # threshold and absence rules judge points and may run far ahead of the detectors
+        # (at a replay or a drill, by an hour of event time). A run whose actions ended at
+        # the alerts' clock would wait for verdicts of windows that never come.
+        runner.event_now = max(runner.event_now, skipped_clock[0])
         try:
             if tag == ALERT:
                 alert = Alert.loads(body)
-                runner.event_now = max(runner.event_now, alert.at)
+                alert_clock[0] = max(alert_clock[0], alert.at)
                 await runner.handle(*engine.on_alert(alert, now))
             elif tag == VERDICT:
                 verdict = Verdict.loads(body)

@@ -3,8 +3,9 @@
 A drill starts an embedded broker and a worker in *drill mode* (alerts carry
 ``drill="true"`` and go only to the drill receiver; playbook actions are dry runs that
 record "would have …" unless ``--live-actions``), pre-warms the detectors on simulated
-history, then injects each scenario through the simulator in accelerated event time, one
-after the other with time to recover in between. It reads the worker's own records, the
+history, then injects the scenarios through the simulator (in this process) in accelerated
+event time, in waves of scenarios that move different series, holding event time at each
+wave's end while its runs decide and act (wall time). It reads the worker's own records, the
 alerts on ``<app>.alerts`` and the playbook steps on ``<app>.playbook-runs``, approves
 runs that wait for a human (as the on-call would, through the bearer-token endpoint), and
 reports per scenario: detected or not, the alert, the playbook, and how long each stage
@@ -20,6 +21,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,28 +36,38 @@ DRILL_START = 1_767_290_400.0  # 2026-01-01 18:00 UTC: the evening, when the sho
 #: How each scenario is injected: the incident spec's tail (magnitude and the dimension it
 #: hits, chosen so that the plan's rules trip by construction at drill volume), how long it
 #: lasts in event time (the slowest rule's ``for`` plus a few windows) and its *wave*:
-#: scenarios of one wave run at the same time because they move different series (a
-#: payment outage, one carrier's delays, search's landing page, one category's prices).
+#: scenarios of one wave run at the same time because they move different series.
 PLAN: dict[str, tuple[str, float, int]] = {
+    # wave 0: payments, search's landing page, electronics' prices, iOS
     "payment_outage": (":0.6", 420.0, 0),                      # PaymentSuccessLow, for 2m
-    "logistics_delay": (":1.0/carrier=fastship", 540.0, 0),    # DeliveryDelaysHigh, for 5m
     "landing_bounce_spike": (":0.5/channel=search", 540.0, 0),  # LandingBounceHigh, for 5m
-    "price_error": (":0.95/category=electronics", 600.0, 0),   # anomaly on GMV
-    # bots bounce too: after the landing spike, so LandingBounceHigh's flap damping (a new
-    # episode within 1h of a resolve needs 15m of trouble) does not hide the landing drill
+    "price_error": (":0.95/category=electronics", 540.0, 0),   # HeadlineAnomaly on AOV
+    "platform_policy_change": (":1.0/platform=ios", 540.0, 0),  # ImpressionsAnomaly
+    # wave 1: bots bounce too: after the landing spike, so LandingBounceHigh's flap damping
+    # (a new episode within 1h of a resolve needs 15m of trouble) does not hide the landing
     "bot_traffic": (":3/channel=ads", 420.0, 1),               # CtrSuspiciouslyHigh, for 3m
-    "pipeline_stall": (":1.0/topic=orders", 900.0, 1),         # OrdersSilent, 5m silent
-    "checkout_conversion_drop": (":1.0", 960.0, 2),            # ConversionLow, for 10m
-    "channel_traffic_drop": (":0.9/channel=search", 540.0, 2),  # anomaly on sessions
-    "order_spike": (":4", 420.0, 2),                           # anomaly on orders
-    "stock_out": (":1.0/category=fashion", 600.0, 3),          # anomaly on conversion
-    "platform_policy_change": (":1.0/platform=ios", 600.0, 3),  # anomaly on traffic
+    "pipeline_stall": (":1.0/topic=orders", 480.0, 1),         # OrdersSilent, 5m silent
+    # wave 2: the checkout, search's traffic, an order flood, one category's stock, a carrier
+    "checkout_conversion_drop": (":1.0", 780.0, 2),            # ConversionLow, for 10m
+    "channel_traffic_drop": (":0.9/channel=search", 540.0, 2),  # SessionsAnomaly
+    "order_spike": (":4", 420.0, 2),                           # HeadlineAnomaly on orders
+    # ~7 fastship shipments a window, not always the rule's 5: 12 min for 5 windows in a row
+    "logistics_delay": (":1.0/carrier=fastship", 720.0, 2),    # DeliveryDelaysHigh, for 5m
+    # wave 3: one category's stock, alone: not beside the order flood, which raises every
+    # category's GMV, nor the price error, whose order value it would lift back
+    "stock_out": (":1.0/category=fashion", 540.0, 3),          # CategoryGmvAnomaly
 }
-RECOVERY = 720.0  # event time after a wave's longest incident: recovery and resolve
-TAIL = 1200.0
-"""Quiet traffic after the last wave: at full speed, event time runs on while a run waits
-for its approval and actions (wall time), and evaluate counts only windows after those.
-The drill stops as soon as every run is closed, so the tail costs time only on failure."""
+RECOVERY = 480.0
+"""Event time after a wave's longest incident, before the next wave: the drill holds event
+time at the incident's end until the wave's runs reach evaluate (approvals and actions take
+wall time), so evaluate sees these windows; 3 of them inside the band recover a run, and
+the alerts resolve (keep_firing_for <= 5m)."""
+HOLD_IDLE, HOLD_MAX = 20.0, 120.0
+"""Wall seconds the feed holds event time once every stage judged the wave: without a run
+to wait for (an incident not detected), or at most (an approval or action hanging)."""
+TAIL = 0.0
+"""Quiet traffic after the last wave's recovery. The drill stops as soon as every run is
+closed."""
 
 
 @dataclass
@@ -107,6 +119,12 @@ class Drill:
         }
 
 
+def _affected(spec: str) -> dict[str, str]:
+    """``{dim: value}`` of an incident spec's ``/dim=value,...`` tail."""
+    _, _, tail = spec.partition("/")
+    return dict(kv.split("=", 1) for kv in tail.split(",") if "=" in kv)
+
+
 def schedule(scenarios: list[str], *, warm: float, recovery: float = RECOVERY,
              sequential: bool = False) -> list[Drill]:
     """After ``warm``, the waves one after the other, each ``recovery`` after its longest
@@ -143,9 +161,14 @@ class Watcher:
         self.run_of: dict[str, Drill] = {}
         self.alerts: dict[str, tuple[Alert, float]] = {}  # fingerprint -> first firing
 
-    def _drill_for(self, playbook: str, t: float) -> Drill | None:
+    def _drill_for(self, playbook: str, t: float, labels: dict[str, str]) -> Drill | None:
+        """The drill of this run: its scenario's playbook, started during the incident (or
+        its recovery), on an alert that does not name another value of a dimension the
+        incident hits (a GMV drop of electronics is not fashion's stock-out)."""
         for d in self.drills:
             if d.scenario == playbook and d.start <= t <= d.end + self.recovery:
+                if any(labels.get(k, v) != v for k, v in _affected(d.spec).items()):
+                    continue
                 return d
         return None
 
@@ -156,12 +179,13 @@ class Watcher:
     def on_step(self, step: PlaybookStep) -> None:
         d = self.run_of.get(step.run_id)
         if d is None and step.stage == "identify" and step.status == "started":
-            d = self._drill_for(step.playbook, step.event_at)
+            got = self.alerts.get(step.fingerprint)
+            d = self._drill_for(step.playbook, step.event_at,
+                                got[0].labels if got is not None else {})
             if d is None or d.run_id is not None:
                 return
             d.run_id, d.playbook, d.run_started_wall = step.run_id, step.playbook, step.at
             d.stages = {"identify": 0.0}
-            got = self.alerts.get(step.fingerprint)
             if got is not None:
                 d.alert, d.alert_wall = got
             self.run_of[step.run_id] = d
@@ -176,7 +200,7 @@ class Watcher:
         elif step.stage == "act" and step.status in ("succeeded", "dry_run"):
             if d.first_action_wall is None:
                 d.first_action_wall = step.at
-            d.actions.append(f"{step.step}: " + str(step.result.get("would_have")
+            d.actions.append(f"{step.step}: " + str(step.result.get("audit")
                                                    or step.result or "done"))
         elif step.status in ("recovered", "escalated", "rejected", "failed") and not d.outcome:
             d.outcome = step.status
@@ -237,12 +261,72 @@ def progress(port: int) -> tuple[int, float, float]:
             value(r"shoppulse_playbook_clock_seconds"))
 
 
+class Feed(threading.Thread):
+    """The simulator, in this process, producing the drill's event time segment by segment.
+
+    Why segments: at full speed event time runs ahead while a run waits for its approval and
+    its actions (wall time), and evaluate counts only windows after the actions; a stream that
+    had already ended by then would leave nothing to count. The drill therefore holds event
+    time at the end of each wave (``ends``) and lets it go on (:meth:`release`) once the
+    wave's runs are evaluating, as an exercise clock stops while the responders act.
+    """
+
+    def __init__(self, config: Any, bootstrap: str, sim: Any, ends: list[float]) -> None:
+        super().__init__(name="drill-feed", daemon=True)
+        self.config, self.bootstrap, self.sim, self.ends = config, bootstrap, sim, ends
+        self.gates = [threading.Event() for _ in ends]
+        self.gates[0].set()
+        self.produced = sim.start  # event time produced so far
+        self.segment = 0  # segments fully produced
+        self.error: BaseException | None = None
+        self.stopping = False
+
+    def release(self, segment: int) -> None:
+        if segment < len(self.gates):
+            self.gates[segment].set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        for g in self.gates:
+            g.set()
+
+    def run(self) -> None:
+        from shoppulse.streams.producer import produce_async
+
+        partitions = {t: spec.partitions for t, spec in self.config.topics.items()}
+        try:
+            for i, end in enumerate(self.ends):
+                self.gates[i].wait()
+                if self.stopping:
+                    return
+                asyncio.run(produce_async(
+                    self.bootstrap, self.sim.events(end - self.produced), partitions,
+                    client_options=self.config.kafka.client_options()))
+                self.produced, self.segment = end, i + 1
+        except BaseException as exc:  # reported by the drill's loop, not lost in a thread
+            self.error = exc
+
+
+def segment_ends(drills: list[Drill], total: float) -> list[float]:
+    """Where the feed holds event time: the end of each wave's longest incident, then the
+    end of the drill."""
+    waves: dict[float, float] = {}
+    for d in drills:
+        waves[d.start] = max(waves.get(d.start, 0.0), d.end)
+    return [*sorted(waves.values()), DRILL_START + total]
+
+
 def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0,
                recovery: float = RECOVERY, timeout: float = 900.0, grace: float = 60.0,
                live_actions: bool = False, config_path: str | None = None,
                sequential: bool = False, workdir: str = ".", say: Any = print
                ) -> dict[str, Any]:
     """The whole drill; returns ``{"drills": {SCENARIO: report}, "wall_s": ...}``."""
+    from shoppulse.streams.config import load_config
+    from shoppulse.streams.incidents import parse_incident
+    from shoppulse.streams.simulator import Simulator
+    from shoppulse.streams.topics import ensure_topics
+
     began = time.monotonic()
     drills = schedule(scenarios, warm=warm, recovery=recovery, sequential=sequential)
     total = max(d.end for d in drills) + recovery + TAIL - DRILL_START
@@ -256,6 +340,7 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
     cmd = [sys.executable, "-m", "shoppulse.commands.cli"]
     config = str(config_path or DEFAULT_PATH)
     procs: list[subprocess.Popen[bytes]] = []
+    feed: Feed | None = None
     with EmbeddedBroker() as broker:
         log = open(os.path.join(workdir, f"shoppulse-drill-{os.getpid()}.log"),  # noqa: SIM115
                    "ab")
@@ -264,39 +349,64 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
                 [*cmd, "worker", "--broker", broker.url, "--config", config,
                  "--web-port", str(port), "--loglevel", "info"], env=env, stdout=log,
                 stderr=log, cwd=workdir, start_new_session=True, preexec_fn=die_with_parent))
-            sim = [*cmd, "simulate", "--broker", broker.url, "--config", config,
-                   "--rate", str(rate), "--speed", "0", "--seed", "7",
-                   "--start", repr(DRILL_START), "--duration", f"{total:.0f}s"]
-            for d in drills:
-                sim += ["--incident", d.spec]
+            cfg = ensure_topics(load_config(config, overrides={"broker": broker.url, "app": app}),
+                                broker.bootstrap, wait=30.0)
+            sim = Simulator(seed=7, rate=rate, start=DRILL_START, incidents=[
+                parse_incident(d.spec, origin=DRILL_START) for d in drills])
+            ends = segment_ends(drills, total)
             say(f"drill: {len(drills)} scenario(s), {warm / 60:g} min of warm-up history, "
-                f"{total / 3600:.1f} h of event time at {rate:g} sessions/s; log {log.name}")
-            procs.append(subprocess.Popen(sim, env=env, stdout=log, stderr=log,
-                                          start_new_session=True, preexec_fn=die_with_parent))
+                f"{total / 3600:.1f} h of event time at {rate:g} sessions/s in {len(ends)} "
+                f"segments; log {log.name}")
+            feed = Feed(cfg, broker.bootstrap, sim, ends)
+            feed.start()
             watcher = Watcher(drills, app, broker.bootstrap, f"http://127.0.0.1:{port}", token,
                               recovery)
 
             expect = int(total // 60) - 2  # the last windows close only when all is idle
             shown = 0.0
             reached = [0, 0.0, 0.0]  # windows closed, alert and playbook clocks
+            holds: list[float] = []  # wall seconds the feed held event time, per wave
 
             async def main() -> None:
                 nonlocal shown
+                assert feed is not None
                 done = asyncio.Event()
                 task = asyncio.ensure_future(watcher.watch(done))
                 deadline = time.monotonic() + timeout
                 last = DRILL_START + expect * 60.0
+                caught_up: float | None = None  # wall time the stages reached the hold
                 while not task.done() and time.monotonic() < deadline:
                     closed, judged, books = await asyncio.to_thread(progress, port)
                     reached[:] = [max(reached[0], closed), max(reached[1], judged),
                                   max(reached[2], books)]
+                    if feed.error is not None:
+                        raise SystemExit(f"the drill's simulator failed: {feed.error!r}")
+                    seg = feed.segment
+                    if 0 < seg < len(ends) and not feed.gates[seg].is_set():
+                        # event time held at a wave's end: go on once its runs evaluate, or
+                        # once every stage judged the wave and a grace found no run to wait for
+                        hold = ends[seg - 1]
+                        wave = [d for d in drills if d.end <= hold and d.end > (
+                            ends[seg - 2] if seg >= 2 else 0.0)]
+                        ready = all("evaluate" in d.stages or d.outcome for d in wave)
+                        if caught_up is None and min(judged, books) >= hold - 90.0:
+                            caught_up = time.monotonic()
+                        waited = 0.0 if caught_up is None else time.monotonic() - caught_up
+                        acting = any(d.run_id and "evaluate" not in d.stages for d in wave)
+                        if ready or waited > HOLD_MAX or (waited > HOLD_IDLE and not acting):
+                            holds.append(round(time.monotonic() - (caught_up or
+                                                                   time.monotonic()), 1))
+                            caught_up = None
+                            feed.release(seg)
                     if time.monotonic() - shown > 20:
                         shown = time.monotonic()
                         say(f"drill: {closed}/{expect} windows closed, alerts at "
                             f"{max(0.0, judged - DRILL_START) / 60:.0f} min, playbooks at "
-                            f"{max(0.0, books - DRILL_START) / 60:.0f} min of event time; "
+                            f"{max(0.0, books - DRILL_START) / 60:.0f} min of event time "
+                            f"(produced {(feed.produced - DRILL_START) / 60:.0f} min); "
                             f"{sum(bool(d.outcome) for d in drills)}/{len(drills)} runs closed")
-                    if closed >= expect and min(judged, books) >= last:
+                    if (feed.segment == len(ends) and closed >= expect
+                            and min(judged, books) >= last):
                         # every window judged by every stage: a last grace for the runs
                         deadline = min(deadline, time.monotonic() + grace)
                     if procs[0].poll() is not None:
@@ -309,6 +419,8 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
 
             asyncio.run(main())
         finally:
+            if feed is not None:
+                feed.stop()
             stop_groups(procs)
             log.close()
     return {"drills": {d.scenario: d.report() for d in drills},

@@ -54,6 +54,13 @@ def describe(call: Call) -> str:
     return f"run {' '.join(a.command or [])}"
 
 
+def would_have(call: Call) -> str:
+    """The dry run's audit line: "would have called <action type>: <what>"."""
+    what = describe(call)
+    kind = call.action.type
+    return f"would have called {what if what.startswith(kind) else f'{kind}: {what}'}"
+
+
 @dataclass
 class Executors:
     """The outside world, injected: tests and drills pass their own ``send``/``notify``."""

@@ -387,9 +387,11 @@ class ApprovalError(Exception):
 
 def match_labels(alert: Alert) -> dict[str, str]:
     """What triggers match on: the alert's labels plus ``alertname``, ``severity``,
-    ``direction`` (``drop``/``rise`` of the value against the expected) and ``top_<dim>``
-    for the dimensions of the top contributor, so a playbook can react to *where* a
-    site-wide series moved."""
+    ``direction`` (``drop``/``rise`` of the value against the expected), ``signal``
+    (``metric:direction``, so one matcher can accept a drop of one metric *or* a rise of
+    another), ``top_<dim>`` for the dimensions of the top contributor, so a playbook can
+    react to *where* a site-wide series moved, and ``where_<dim>``: the alert's own label,
+    else the top contributor's (a split series and a site-wide one alike)."""
     labels = {**alert.labels, "alertname": alert.rule, "severity": alert.severity}
     v = alert.value
     if v is not None and alert.expected is not None and v != alert.expected:
@@ -398,15 +400,24 @@ def match_labels(alert: Alert) -> dict[str, str]:
         labels["direction"] = "drop"
     elif v is not None and alert.upper is not None and v > alert.upper:
         labels["direction"] = "rise"
+    if "direction" in labels:
+        labels["signal"] = f"{alert.labels.get('metric', '')}:{labels['direction']}"
+    where = {k: v for k, v in alert.labels.items() if k not in ("metric", "drill")}
     if alert.contributors:
         for dim, value in (alert.contributors[0].get("labels") or {}).items():
             labels[f"top_{dim}"] = str(value)
+            where.setdefault(dim, str(value))
+    labels.update({f"where_{k}": v for k, v in where.items()})
     return labels
 
 
 def inside_band(v: Verdict) -> bool:
-    """Back to normal: judged, not anomalous, and the value inside the expected band."""
-    if v.warming_up or v.anomalous or v.value is None:
+    """Back to normal: judged, and the value inside the expected band.
+
+    Not the ``anomalous`` flag: that is the detector's alarm *episode*, which ends only after
+    its evidence stayed low for a cooldown (15 min by default), so one incident raises one
+    episode. A run asks whether the business is back, window by window."""
+    if v.warming_up or v.value is None:
         return False
     lo = -math.inf if v.lower is None else v.lower
     hi = math.inf if v.upper is None else v.upper

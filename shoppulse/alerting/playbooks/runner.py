@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from shoppulse.alerting.playbooks.actions import ActionError, Executors, describe
+from shoppulse.alerting.playbooks.actions import ActionError, Executors, describe, would_have
 from shoppulse.alerting.playbooks.engine import Call, Engine
 from shoppulse.streams.records import PlaybookStep
 
@@ -65,6 +65,7 @@ class Runner:
         self.report: Report = report or self.complete
         self.clock = clock
         self.event_now = 0.0
+        """The verdicts' event time: a run's evaluation counts the windows after it."""
         self.inflight: dict[str, Call] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_call: dict[str, float] = {}
@@ -127,7 +128,7 @@ class Runner:
     async def _execute(self, call: Call) -> tuple[bool, dict[str, Any], str]:
         a = call.action
         if self.engine.dry_run:
-            return True, {"would_have": describe(call)}, ""
+            return True, {"would_have": describe(call), "audit": would_have(call)}, ""
         limit_key = f"{call.run_id.rsplit('-', 1)[0]}:{a.name}"  # per playbook and action
         if a.rate_limit and self.clock() - self.last_call.get(limit_key, -1e18) < a.rate_limit:
             return True, {"skipped": f"rate limited (one per {a.rate_limit:g}s)"}, ""
