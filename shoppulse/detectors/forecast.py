@@ -75,7 +75,7 @@ Parameters (besides ``window``, ``period``, ``warmup``, ``seed`` of
 ``freeze_noise`` (False)
     the noise scale learns with the level's weight too (measured: faster on variance
     changes, but 6.7 false alarms a day on the synthetic benchmark).
-``h_per_cadence`` (False; the default detector: True)
+``h_per_cadence`` (False)
     threshold ``h - log(cadence / 60 s)``: the budget per unit of time rather than per
     point, for families whose noise is given (counts, sums, ratios), not for a robust
     estimated scale (measured: a false episode on a 5-minute utilisation series that is
