@@ -131,8 +131,10 @@ H_MIN = 6.0
 Z2_HALFLIFE = 6 * 3600.0
 """Memory of the squared standardised residual the variance alternative is relative to."""
 LOCAL_SPAN = 48.0
-"""A level whose half-life exceeds ``period / LOCAL_SPAN`` (30 min for a day) cannot follow
-the daily rhythm: without a profile at that time of day such a series is not judged."""
+"""At a cadence coarser than ``period / LOCAL_SPAN`` (30 min for a day) a level cannot follow
+the daily rhythm: without a profile at that time of day such a series is not judged
+(by level half-life instead, thin minute series went unjudged on their first day and the
+live payment-outage test saw no alarm)."""
 GROSS_CLIP = 25.0
 """Sigmas at which even a recurring value is clipped before the profile learns it."""
 
@@ -463,10 +465,10 @@ class ForecastDetector(Detector):
         score, alarm = 0.0, False
         prof_now = b.profile(ts)
         if ts < self.settle_until or (
-                prof_now is None and self.level_halflife() > self.period / LOCAL_SPAN):
+                prof_now is None and self.cadence > self.period / LOCAL_SPAN):
             # the level catches up with an accepted shift; or no profile here yet and a
-            # level too slow to follow the daily rhythm (hourly or thin series on their
-            # first day): its lag is not evidence, so learn and judge nothing
+            # cadence too coarse for a level to follow the daily rhythm (hourly series on
+            # their first day): its lag is not evidence, so learn and judge nothing
             ev = ev._replace(learn=obs)
         elif not warming:
             llrs = list(ev.llr) if ev.llr else gauss_llrs(ev.z_up, ev.z_dn)
