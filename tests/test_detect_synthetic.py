@@ -17,9 +17,11 @@ from click.testing import CliRunner
 from scipy import special
 
 from shoppulse.commands.cli import main
+from shoppulse.commands.detect_bench import false_episodes
 from shoppulse.commands.detect_synthetic import (
     KIND_PARAMS,
     NullSample,
+    bridge_unjudged,
     cusum,
     level_for,
     median_of_runs,
@@ -31,6 +33,7 @@ from shoppulse.commands.synthetic_series import (
     DAY,
     START,
     Incident,
+    Series,
     SeriesSpec,
     changed,
     generate,
@@ -241,3 +244,19 @@ def test_median_of_runs_takes_medians_sums_counts_and_rejudges_the_bar() -> None
     assert m["baselines"]["gaussian"]["false_alarms_per_day"] == 102.0
     assert m["meets_bar"] == {"false_alarms_per_day": True, "recall": True,
                               "ttd_ratio_to_oracle_median": True, "us_per_update": True}
+
+
+def test_windows_without_data_do_not_split_an_alarm_into_onsets() -> None:
+    """A thin ratio's window with no sessions is not judged (not anomalous by contract):
+    it must neither end the alarm around it nor count the rest as a new onset."""
+    spec = SeriesSpec("r", "binomial", "thin", 60.0, level=3.0, shape=0.03)
+    ts = START + 60.0 * np.arange(10)
+    value = np.array([0.1, 0.0, np.nan, 0.0, np.nan, np.nan, 0.2, 0.0, np.nan, 0.0])
+    s = Series(spec, ts, value, value, np.ones(10), {})
+    flagged = [(float(ts[i]), float(ts[i]) + 60.0) for i in (1, 3, 6, 9)]
+    got = bridge_unjudged(flagged, s)
+    # 2 lies between flagged 1 and 3; 4-5 between 3 and 6; 8 follows 7, which is not flagged
+    assert [round((a - START) / 60.0) for a, _ in got] == [1, 2, 3, 4, 5, 6, 9]
+    assert false_episodes(got, [], 60.0, bridge=0.0) == 2
+    assert false_episodes(flagged, [], 60.0, bridge=0.0) == 4
+    assert bridge_unjudged([], s) == []

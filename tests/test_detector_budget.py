@@ -57,6 +57,11 @@ def test_the_threshold_is_a_budget_per_unit_of_time() -> None:
             det.update(i * w, 50.0)
         hs[w] = det.cusum.h
     assert make_detector("default", window=3600.0).h_per_cadence is False
+    # a robust (estimated) scale keeps h: 20 % low, it alarmed a clean 5-minute series
+    real = make_detector("default", family="real", window=3600.0, h_per_cadence=True)
+    for i in range(20):
+        real.update(i * 3600.0, 50.0 + (i % 3))
+    assert real.cusum.h == 12.0  # type: ignore[attr-defined]
     assert hs[60.0] == 12.0
     assert math.isclose(hs[300.0], 12.0 - math.log(5.0))
     assert math.isclose(hs[3600.0], 12.0 - math.log(60.0))

@@ -242,6 +242,34 @@ def _stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def bridge_unjudged(flagged: list[tuple[float, float]], s: Series) -> list[tuple[float, float]]:
+    """``flagged`` plus the windows without a valid value (a ratio with no sessions)
+    that lie between two flagged windows: such a window is not judged (the contract:
+    not anomalous), so it cannot end an alarm, and the alarm resuming after it is not a
+    new onset. Counting it as one made one episode on a thin ratio 20 onsets."""
+    if not flagged:
+        return flagged
+    bad = ~np.isfinite(s.value)
+    if not bad.any():
+        return flagged
+    w = s.spec.window
+    idx = np.rint((np.array([ws for ws, _ in flagged]) - s.ts[0]) / w).astype(int)
+    on = np.zeros(len(s.value), dtype=bool)
+    on[idx] = True
+    out = on.copy()
+    last_valid_on = False
+    run: list[int] = []
+    for i in range(len(on)):
+        if bad[i]:
+            run.append(i)
+            continue
+        if on[i] and last_valid_on and run:
+            out[run] = True
+        run = []
+        last_valid_on = bool(on[i])
+    return [(float(s.ts[i]), float(s.ts[i]) + w) for i in np.flatnonzero(out)]
+
+
 def score(data: Sequence[Series], alarms: dict[str, list[tuple[float, float]]],
           orc: dict[tuple[str, int], dict[str, Any]], days: float) -> dict[str, Any]:
     """Per-scenario (and per scenario/volume) recall, TTD, oracle ratio; false alarms."""
@@ -249,7 +277,7 @@ def score(data: Sequence[Series], alarms: dict[str, list[tuple[float, float]]],
     false = 0
     for s in data:
         w = s.spec.window
-        flagged = alarms.get(s.spec.key, [])
+        flagged = bridge_unjudged(alarms.get(s.spec.key, []), s)
         ends = [we for _, we in flagged]
         spans = []
         for inc in s.incidents:

@@ -71,7 +71,7 @@ __all__ = [
     "make_detector",
 ]
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Version of the pickled-model format; bump on any change to a detector's attributes."""
 
 DETECTOR_KINDS: dict[str, type[Detector]] = {

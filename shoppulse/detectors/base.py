@@ -106,6 +106,7 @@ class Detector(AnomalyDetector):
         self.cadence_known = False
         self._cadence = self.window
         self.dt = self.window  # seconds this point stands for (set before each _step)
+        self._warmup_pts = max(MIN_WARMUP_POINTS, math.ceil(self.warmup / self.window - 1e-9))
 
     # -- time ------------------------------------------------------------------------
     @property
@@ -117,22 +118,30 @@ class Detector(AnomalyDetector):
         """Measure the gap to the previous point; set :attr:`dt` (capped at 3 cadences)."""
         last = self.last_ts
         if last is not None and ts > last:
-            self.gaps.append(ts - last)
-            if len(self.gaps) > 9:
-                del self.gaps[0]
-            g = sorted(self.gaps)
-            n = len(g)
-            self._cadence = g[n // 2] if n % 2 else 0.5 * (g[n // 2 - 1] + g[n // 2])
-            self.cadence_known = True
+            gap = ts - last
+            gaps = self.gaps
+            gaps.append(gap)
+            # dropping the oldest gap when it equals the new one leaves the median as it
+            # was (the usual case): no sort
+            if len(gaps) <= 9 or gaps.pop(0) != gap or not self.cadence_known:
+                self._set_cadence()
         cad = self.cadence
         self.dt = cad if last is None or ts <= last else min(ts - last, 3.0 * cad)
         if last is None or ts > last:
             self.last_ts = ts
 
+    def _set_cadence(self) -> None:
+        """The median of the last gaps; the warm-up's length in points follows it."""
+        g = sorted(self.gaps)
+        n = len(g)
+        self._cadence = g[n // 2] if n % 2 else 0.5 * (g[n // 2 - 1] + g[n // 2])
+        self.cadence_known = True
+        self._warmup_pts = max(MIN_WARMUP_POINTS, math.ceil(self.warmup / self._cadence - 1e-9))
+
     @property
     def warmup_points(self) -> int:
         """Number of valid points the warm-up lasts at the current cadence."""
-        return max(MIN_WARMUP_POINTS, math.ceil(self.warmup / self.cadence - 1e-9))
+        return self._warmup_pts  # recomputed when the cadence changes (hot path)
 
     @property
     def warming_up(self) -> bool:
