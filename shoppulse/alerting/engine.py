@@ -67,7 +67,6 @@ class AlertEngine:
         self._watched: dict[int, dict[str, tuple[AbsenceRule, dict[str, str]]]] = {}
         self._lanes: dict[int, dict[int, float]] = {}  # partition -> lane -> newest end
         self.firing: dict[str, tuple[str, str, int]] = {}  # fp -> (rule, severity, partition)
-        self.writes = 0  # store writes so far: a caller waits for durability only if it grew
         self.clock = 0.0  # newest window end judged by this process (progress, not state)
 
     # -- inputs -----------------------------------------------------------------------
@@ -97,8 +96,8 @@ class AlertEngine:
         lanes = self._lanes.setdefault(partition, {})
         if p.window_end > lanes.get(lane, -math.inf):
             lanes[lane] = p.window_end
-            # not counted in ``writes`` (not waited for): a lane clock lost in a crash only
-            # holds absence back until the replayed points move it again
+            # progress, not state: a lane clock lost in a crash only holds absence back
+            # until the replayed points move it again
             self.store[f"{ckey}|{lane}"] = repr(p.window_end).encode()
             out += self._absences(partition)
         return out
@@ -134,7 +133,6 @@ class AlertEngine:
     # -- state --------------------------------------------------------------------------
     def _put(self, key: str, value: bytes) -> None:
         self.store[key] = value
-        self.writes += 1
 
     def state(self, fp: str) -> AlertState | None:
         raw = self.store.get(f"s|{fp}")
@@ -220,7 +218,6 @@ class AlertEngine:
         old = f"h|{series}|{p.window_start - ChangeRule.offsets[-1] - size!r}"
         if old in self.store:
             del self.store[old]
-            self.writes += 1
         refs = []
         for off in ChangeRule.offsets:
             raw = self.store.get(f"h|{series}|{p.window_start - off!r}")
