@@ -206,8 +206,19 @@ def bench_config(url: str, *, window: float, grace: float, n_series: int) -> dic
 
 
 # -- hops, from the record timestamps on the topics -------------------------------------
+async def _partitions(consumer: Any, topic: str) -> list[Any]:
+    """The topic's partitions, once the started consumer's metadata knows the topic."""
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic) or set()
+    while not parts:
+        await consumer.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
 async def _records(bootstrap: str, topic: str) -> list[Any]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from shoppulse.streams.offsets import log_end_offsets, read_range
 
@@ -215,11 +226,7 @@ async def _records(bootstrap: str, topic: str) -> list[Any]:
                               max_partition_fetch_bytes=8 * 1024 * 1024)
     await reader.start()
     try:
-        parts = reader.partitions_for_topic(topic) or set()
-        if not parts:
-            await reader.force_metadata_update()
-            parts = reader.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = await _partitions(reader, topic)
         ends = await log_end_offsets(reader, tps)
         out = []
         for tp in tps:
@@ -395,7 +402,7 @@ async def _raw_forwarder(bootstrap: str, topic: str, url: str, secret: str,
                          stop: asyncio.Event, ready: asyncio.Event) -> None:
     """Consume, sign and POST each record, nothing else."""
     import aiohttp
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from shoppulse.agents.transport import FETCH_MAX_WAIT_MS  # the worker's, for fairness
 
@@ -403,11 +410,7 @@ async def _raw_forwarder(bootstrap: str, topic: str, url: str, secret: str,
                                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        while not parts:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = await _partitions(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:
