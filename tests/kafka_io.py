@@ -47,3 +47,31 @@ def produce(bootstrap: str, config: Config, events: Iterable[Any], speed: float 
     config = ensure_topics(config, bootstrap)
     partitions = {t: s.partitions for t, s in config.topics.items()}
     return asyncio.run(produce_async(bootstrap, events, partitions, speed=speed))
+
+
+class TopicReader:
+    """Records of a topic read once each: for polls that would otherwise re-read the whole topic."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      consumer_timeout_ms=1000)
+        self.assigned: set[int] = set()
+
+    def new(self) -> list[Any]:
+        """Every record added since the last call (all partitions, in no cross-partition order)."""
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        if parts - self.assigned:
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            fresh = [tp for tp in tps if tp.partition not in self.assigned]
+            self.consumer.assign(tps)
+            self.consumer.seek_to_beginning(*fresh)
+            self.assigned = set(parts)
+        out: list[Any] = []
+        while batch := self.consumer.poll(timeout_ms=200, max_records=50000):
+            for recs in batch.values():
+                out.extend(recs)
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
