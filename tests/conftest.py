@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port
+from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 _app_ids = itertools.count(1)
@@ -84,12 +84,7 @@ class WorkerProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_groups([self.proc])
 
     def tail(self, n: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""

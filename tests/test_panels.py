@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -27,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shoppulse.streams.broker import die_with_parent, free_port
+from shoppulse.streams.broker import die_with_parent, free_port, stop_groups
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.incidents import parse_incident
 from shoppulse.streams.simulator import Simulator
@@ -92,13 +90,7 @@ class Prometheus:
         raise TimeoutError(self.log.read_text()[-2000:])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_groups([self.proc])
 
 
 def substitute(expr: str) -> str:

@@ -54,7 +54,7 @@ from shoppulse.alerting.fingerprint import fingerprint
 from shoppulse.alerting.notifiers.payload import Notification, webhook_body
 from shoppulse.alerting.notifiers.receiver import WebhookReceiver
 from shoppulse.alerting.notifiers.signing import HEADER, sign
-from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port
+from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.records import Alert, MetricPoint, Verdict
 from shoppulse.streams.topics import ensure_topics
@@ -389,12 +389,7 @@ def _live(broker: EmbeddedBroker, app: str, url: str, secret: str, clock: Clock,
             return got
         finally:
             stop.set()
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait(5)
+            stop_groups([proc], timeout=20)
 
 
 # -- the baseline: a raw consumer that signs and POSTs -------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import psutil
 
-from shoppulse.streams.broker import EmbeddedBroker, free_port
+from shoppulse.streams.broker import EmbeddedBroker, free_port, stop_groups
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.producer import produce_async
 from shoppulse.streams.topics import ensure_topics
@@ -108,12 +108,7 @@ def _pipeline(broker: EmbeddedBroker, n: int, app: str, config: Any = DEFAULT_PA
                     break
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:  # stuck in a stop: its figure is already taken
-            os.killpg(proc.pid, 9)
-            proc.wait(5)
+        stop_groups([proc], timeout=20)  # stuck in a stop: its figure is already taken
     if t_first is None or t_last is None:
         raise RuntimeError(f"pipeline consumed {consumed:.0f} of {n} events")
     # the first scrape that sees events is up to one poll late: count the events before it

@@ -30,7 +30,7 @@ import orjson
 import psutil
 
 from shoppulse.commands.bench import _events, _scrape, _sum
-from shoppulse.streams.broker import EmbeddedBroker, free_port
+from shoppulse.streams.broker import EmbeddedBroker, free_port, stop_groups
 from shoppulse.streams.config import DEFAULT_PATH, Config, load_config
 from shoppulse.streams.schemas import REASONS
 from shoppulse.streams.topics import ensure_topics
@@ -298,13 +298,7 @@ class _Worker:
             return None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(10)
+        stop_groups([self.proc], timeout=20)
 
 
 def run_hostile(*, hostile: int = 100_000, valid: int = 100_000, seed: int = 1,
