@@ -36,8 +36,9 @@ from rich.table import Table
 
 from shoppulse.alerting.notifiers.receiver import WebhookReceiver
 from shoppulse.commands.alerts_view import alerts_table, fetch
-from shoppulse.commands.demo_story import Story
+from shoppulse.commands.demo_story import Story, clock
 from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
+from shoppulse.streams.incidents import parse_incident
 from shoppulse.streams.simulator import diurnal_factor
 
 #: Sessions a second the demo aims at when it starts (``--rate`` is the evening peak): enough
@@ -268,7 +269,13 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
             console.print(f"webhook receiver (signed, verified) on {hooks.url}; what it "
                           f"receives: {os.path.abspath(HOOKS_LOG)}", soft_wrap=True)
             console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
-            story = Story(base, token)
+            windows = [(i.start, i.end) for i in
+                       (parse_incident(spec, origin=live_from) for spec in incidents)]
+            for spec, (start, end) in zip(incidents, windows, strict=True):
+                console.print(f"incident {spec}: event time {clock(start)} to {clock(end)} "
+                              "UTC; its alerts fire after their `for` and resolve after "
+                              "`keep_firing_for` once it ends (README, Alerts: Demo)")
+            story = Story(base, token, incidents=windows)
             started = time.time()
             prev: dict = {}
             t_prev = time.monotonic()
