@@ -15,6 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from shoppulse.alerting.rules import wilson
 from shoppulse.commands.cli import main
 from shoppulse.streams.config import load_config
 from shoppulse.streams.incidents import parse_incident
@@ -48,7 +49,8 @@ def recovered_at(events, since: float, *, min_den: int, keep: float) -> float:
     """Where the firing alert's trouble ends, computed from the events: the start of the
     first window after ``since`` whose payment success is >= 90 % on at least ``min_den``
     attempts and stays so (windows with fewer attempts are not judged) for ``keep``
-    seconds (keep_firing_for). A noisy thin window after the outage moves it on."""
+    seconds (keep_firing_for). A noisy thin window after the outage moves it on, if it is
+    surely bad (its Wilson interval wholly below 90 %); one that is merely low is not judged."""
     paid: Counter = Counter()
     tried: Counter = Counter()
     for e in events:
@@ -59,7 +61,8 @@ def recovered_at(events, since: float, *, min_den: int, keep: float) -> float:
     clear = None
     for w in sorted(w for w in tried if w >= since and tried[w] >= min_den):
         if paid[w] / tried[w] < 0.9:
-            clear = None
+            if wilson(paid[w], tried[w])[1] < 0.9:
+                clear = None
             continue
         clear = w if clear is None else clear
         if w + 60 - clear >= keep:

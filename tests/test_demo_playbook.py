@@ -36,8 +36,8 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "shoppulse.commands.cli", "demo", "--web-port", str(port),
-         "--history", "30m", "--speed", "4",
-         "--incident", "bot_traffic@20s+4m:3/channel=ads", "--duration", "520s"],
+         "--history", "30m", "--speed", "2",
+         "--incident", "bot_traffic@20s+4m:3/channel=ads", "--duration", "900s"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True, preexec_fn=die_with_parent)
     lines: list[str] = []
@@ -47,8 +47,10 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
     firing_on_metrics = False
     try:
         # the history (past the detectors' warm-up: evaluate counts judged windows only)
-        # and the live part take ~4 min when the machine is idle
-        deadline = time.monotonic() + 540
+        # and the live part take ~4 min when the machine is idle; at load 5 the worker
+        # judges ~60 points a second, and 30 min of history is ~23 000 points: 2x live
+        # traffic (26 points/s) leaves it room to catch up, 4x (52/s) did not
+        deadline = time.monotonic() + 900
         while time.monotonic() < deadline and demo.poll() is None:
             text = "\n".join(lines)
             if not firing_on_metrics and "ALERT FIRING CtrSuspiciouslyHigh" in text:
@@ -94,3 +96,9 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
     got = {(a["labels"]["alertname"], a["status"]) for h in hooks for a in h["alerts"]}
     assert {("CtrSuspiciouslyHigh", "firing"), ("CtrSuspiciouslyHigh", "resolved")} <= got
     assert "shoppulse-demo-webhooks.jsonl" in out  # the log's path is printed
+    # normal traffic (the history and the live part before the incident) fires nothing:
+    # every transition line says where it falls against the incident. A pending on normal
+    # traffic is not a page; it is still seen (README, Known issues: the demo)
+    paged = [ln for ln in lines if ln.startswith(("ALERT FIRING", "ALERT RESOLVED"))
+             and "normal traffic" in ln]
+    assert not paged, "\n".join(paged)

@@ -42,5 +42,21 @@ def test_fire_stages_approval_recovery_and_resolve_are_told_once_in_order():
     lines = story.update([resolved], [run(stage="evaluate", outcome="recovered",
                                           awaiting_approval=False, windows_inside=3)])
     assert lines == ["ALERT RESOLVED PaymentSuccessLow payment_success_overall now 0.970, "
-                     "worst 0.200",
+                     "worst 0.200 at 00:01:39",
                      "PLAYBOOK payment_outage run payment_outage-abc: recovered after 3 windows"]
+
+
+def test_transitions_say_where_they_fall_against_the_incident_and_the_end_is_told():
+    story = Story("http://x", "t", approve=lambda rid: True, incidents=[(5.0, 65.0)])
+    early = {**FIRING, "fingerprint": "f0", "state": "pending", "rule": "CtrLow", "at": 2.0}
+    lines = story.update([early, FIRING], [])
+    assert lines[0].endswith("at 00:00:02 (event time; normal traffic, 3 s before the "
+                             "incident)")
+    assert lines[1].endswith("at 00:00:10 (event time; incident +5 s)")
+    resolved = {**FIRING, "state": "resolved", "value": 0.97, "peak": 0.2, "at": 245.0}
+    done = run(stage="evaluate", outcome="recovered", awaiting_approval=False)
+    lines = story.update([resolved], [done])
+    assert lines[0].endswith("at 00:04:05 (event time; 180 s after the incident's end)")
+    assert lines[-1].startswith("DEMO every alert that fired (1) has resolved and every "
+                                "playbook run is closed")
+    assert story.update([resolved], [done]) == []  # told once

@@ -15,6 +15,10 @@ One :class:`AlertState` per fingerprint, advanced by :func:`advance` with one
   ``flap_for`` later.
 * samples whose end is not after the last judged one are ignored: a replay of
   points or verdicts after a crash changes nothing.
+* a sample may judge an active (pending or firing) alert differently from an inactive
+  one (:attr:`~shoppulse.alerting.rules.Sample.holds`): an anomaly alert starts on the
+  detector's episode but lasts while the value is outside its band, so it never resolves
+  with the value still far off, whatever the detector's episode does.
 
 Transitions are named, not built into records here; :mod:`shoppulse.alerting.engine`
 turns them into :class:`~shoppulse.streams.records.Alert` records.
@@ -74,11 +78,12 @@ class AlertState:
 def advance(st: AlertState, s: Sample, t: Timing) -> list[str]:
     """Apply one sample; return the transitions it caused (``pending``/``firing``/
     ``resolved``). Mutates ``st``."""
-    if s.end <= st.last or s.cond is None:
+    cond = s.cond if s.holds is None or st.state == "inactive" else s.holds
+    if s.end <= st.last or cond is None:
         return []
     st.last = s.end
     out: list[str] = []
-    if s.cond:
+    if cond:
         if st.state == "inactive":
             damped = st.resolved_at is not None and s.end - st.resolved_at < t.flap_window
             st.state, st.since, st.clear = "pending", s.start, None

@@ -36,8 +36,9 @@ from rich.table import Table
 
 from shoppulse.alerting.notifiers.receiver import WebhookReceiver
 from shoppulse.commands.alerts_view import alerts_table, fetch
-from shoppulse.commands.demo_story import Story
+from shoppulse.commands.demo_story import Story, clock
 from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
+from shoppulse.streams.incidents import parse_incident
 from shoppulse.streams.simulator import diurnal_factor
 
 #: Sessions a second the demo aims at when it starts (``--rate`` is the evening peak): enough
@@ -231,10 +232,6 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
         cmd = [sys.executable, "-m", "shoppulse.commands.cli"]
         logs = open("shoppulse-demo.log", "ab")  # noqa: SIM115
         try:
-            procs.append(subprocess.Popen(
-                [*cmd, "worker", "--broker", broker.url, "--config", config_path,
-                 "--web-port", str(web_port)], env=env, stdout=logs, stderr=logs,
-                start_new_session=True, preexec_fn=die_with_parent))
             live_from = time.time()  # event time of the live simulator; history before it
             sim = [*cmd, "simulate", "--broker", broker.url, "--config", config_path,
                    "--rate", str(rate)]
@@ -242,19 +239,29 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
                     repr(live_from)]
             for spec in incidents:
                 live += ["--incident", spec]
-            warm: subprocess.Popen[bytes] | None = None
             if history > 0:
+                # the history goes onto the topics before the worker starts: the worker then
+                # reads it in rounds of thousands of events, a few hundred partials in all.
+                # Read while it is produced, a round every 0.1 s made ~12 000 partials, which
+                # the combine stage worked through at ~17 a second at load 5: the live
+                # worker stayed minutes behind its traffic (README, Known issues).
+                console.print(f"pre-warming the detectors: producing {history / 60:g} min of "
+                              "simulated history at full speed, then starting the worker ...")
                 warm = subprocess.Popen(
                     [*sim, "--speed", "0", "--seed", "11", "--duration", f"{history:g}s",
                      "--start", repr(live_from - history)], env=env, stdout=logs,
                     stderr=logs, start_new_session=True, preexec_fn=die_with_parent)
                 procs.append(warm)
-                console.print(f"pre-warming the detectors on {history / 60:g} min of "
-                              "simulated history at full speed ...")
-            else:
-                procs.append(subprocess.Popen(live, env=env, stdout=logs, stderr=logs,
-                                              start_new_session=True,
-                                              preexec_fn=die_with_parent))
+                if warm.wait() != 0:
+                    raise SystemExit(f"the history simulator exited with {warm.returncode}; "
+                                     "see shoppulse-demo.log")
+                procs.remove(warm)
+            procs.append(subprocess.Popen(
+                [*cmd, "worker", "--broker", broker.url, "--config", config_path,
+                 "--web-port", str(web_port)], env=env, stdout=logs, stderr=logs,
+                start_new_session=True, preexec_fn=die_with_parent))
+            procs.append(subprocess.Popen(live, env=env, stdout=logs, stderr=logs,
+                                          start_new_session=True, preexec_fn=die_with_parent))
             url = f"http://127.0.0.1:{web_port}/metrics"
             base = f"http://127.0.0.1:{web_port}"
             console.print(f"worker metrics on {url}; alerts on {base}/alerts; incidents "
@@ -268,7 +275,13 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
             console.print(f"webhook receiver (signed, verified) on {hooks.url}; what it "
                           f"receives: {os.path.abspath(HOOKS_LOG)}", soft_wrap=True)
             console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
-            story = Story(base, token)
+            windows = [(i.start, i.end) for i in
+                       (parse_incident(spec, origin=live_from) for spec in incidents)]
+            for spec, (start, end) in zip(incidents, windows, strict=True):
+                console.print(f"incident {spec}: event time {clock(start)} to {clock(end)} "
+                              "UTC; its alerts fire after their `for` and resolve after "
+                              "`keep_firing_for` once it ends (README, Alerts: Demo)")
+            story = Story(base, token, incidents=windows)
             started = time.time()
             prev: dict = {}
             t_prev = time.monotonic()
@@ -276,12 +289,6 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
             with Live(console=console, refresh_per_second=1, screen=False,
                       auto_refresh=tty) as view:
                 while duration is None or time.time() - started < duration:
-                    if warm is not None and warm.poll() == 0:  # history done: go live
-                        procs.remove(warm)
-                        warm = None
-                        procs.append(subprocess.Popen(
-                            live, env=env, stdout=logs, stderr=logs, start_new_session=True,
-                            preexec_fn=die_with_parent))
                     for p in procs:
                         if p.poll() is not None:
                             raise SystemExit(f"{p.args[3]} exited with {p.returncode}; "
@@ -298,7 +305,8 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
                         for line in story.update(alerts, runs):
                             console.print(line, highlight=False, soft_wrap=True)
                         now = time.monotonic()
-                        note = " - pre-warming on simulated history" if warm else ""
+                        note = "" if samples.get("shoppulse_metric_points_total") else \
+                            " - the worker is reading the history"
                         if tty:
                             view.update(render(samples, prev, now - t_prev, url, started,
                                                alerts, note, runs))

@@ -10,6 +10,7 @@ bearer-token endpoint, and the line says which command does the same.
 from __future__ import annotations
 
 import contextlib
+import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -38,27 +39,51 @@ def contributors(a: dict[str, Any], limit: int = 3) -> str:
     return "; ".join(out) or "-"
 
 
-def alert_line(a: dict[str, Any]) -> str:
+def clock(t: float | None) -> str:
+    """An event time as the demo prints it (UTC, like the alerts table)."""
+    return time.strftime("%H:%M:%S", time.gmtime(t)) if t else "-"
+
+
+def alert_line(a: dict[str, Any], incidents: list[tuple[float, float]] | None = None) -> str:
+    """One transition; with the demo's incidents (event-time start, end), where it falls."""
     state = a["state"].upper()
+    when = f" at {clock(a.get('at'))}{_relative(a.get('at'), incidents or [])}"
     if a["state"] == "resolved":
         return (f"ALERT RESOLVED {a['rule']} {_series(a)} now {_num(a.get('value'))}, "
-                f"worst {_num(a.get('peak'))}")
+                f"worst {_num(a.get('peak'))}{when}")
     band = f"{_num(a.get('lower'))}..{_num(a.get('upper'))}"
     return (f"ALERT {state} {a['rule']} ({a.get('severity', '')}) {_series(a)} value "
             f"{_num(a.get('value'))} expected {_num(a.get('expected'))} band {band} "
-            f"top contributors: {contributors(a)}")
+            f"top contributors: {contributors(a)}{when}")
+
+
+def _relative(at: float | None, incidents: list[tuple[float, float]]) -> str:
+    """Event time relative to the incident it follows: what a viewer compares."""
+    if not at or not incidents:
+        return ""
+    started = [(s, e) for s, e in incidents if s <= at]
+    if not started:
+        return f" (event time; normal traffic, {incidents[0][0] - at:.0f} s before the incident)"
+    s, e = max(started)
+    if at < e:
+        return f" (event time; incident +{at - s:.0f} s)"
+    return f" (event time; {at - e:.0f} s after the incident's end)"
 
 
 class Story:
     """Remembers what was told; :meth:`update` returns the new lines."""
 
     def __init__(self, base: str, token: str | None,
-                 approve: Callable[[str], bool] | None = None) -> None:
+                 approve: Callable[[str], bool] | None = None,
+                 incidents: list[tuple[float, float]] | None = None) -> None:
         self.base = base
+        self.incidents = sorted(incidents or [])
         self.token = token
         self.approve = approve or self._approve
         self.told: set[tuple[Any, ...]] = set()
         self.stage_of: dict[str, int] = {}
+        self.open: set[str] = set()  # fingerprints firing now
+        self.fired = 0
 
     def _once(self, key: tuple[Any, ...]) -> bool:
         if key in self.told:
@@ -71,9 +96,20 @@ class Story:
         for a in sorted(alerts, key=lambda a: a.get("at") or 0):
             if a["state"] in ("pending", "firing", "resolved") and self._once(
                     ("alert", a["fingerprint"], a.get("episode"), a["state"])):
-                lines.append(alert_line(a))
+                lines.append(alert_line(a, self.incidents))
+                if a["state"] == "firing":
+                    self.open.add(a["fingerprint"])
+                    self.fired += 1
+                elif a["state"] == "resolved":
+                    self.open.discard(a["fingerprint"])
         for r in sorted(runs, key=lambda r: r.get("started_at") or 0):
             lines += self._run(r)
+        seen = max((a.get("at") or 0 for a in alerts), default=0)
+        if (self.fired and not self.open and self.incidents and seen > self.incidents[-1][1]
+                and all(r.get("outcome") for r in runs)
+                and self._once(("complete", self.fired))):
+            lines.append(f"DEMO every alert that fired ({self.fired}) has resolved and every "
+                         "playbook run is closed; Ctrl-C stops the demo")
         return lines
 
     def _run(self, r: dict[str, Any]) -> list[str]:
