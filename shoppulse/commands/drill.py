@@ -53,9 +53,10 @@ PLAN: dict[str, tuple[str, float, int]] = {
     "order_spike": (":4", 420.0, 2),                           # HeadlineAnomaly on orders
     # ~7 fastship shipments a window, not always the rule's 5: 12 min for 5 windows in a row
     "logistics_delay": (":1.0/carrier=fastship", 720.0, 2),    # DeliveryDelaysHigh, for 5m
-    # wave 3: one category's stock, alone: not beside the order flood, which raises every
-    # category's GMV, nor the price error, whose order value it would lift back
-    "stock_out": (":1.0/category=fashion", 540.0, 3),          # CategoryGmvAnomaly
+    # fashion's basket rate: the flood's orders have no session, search's lost traffic
+    # lowers sessions and baskets alike (not with the price error: fashion's missing orders
+    # would lift the site-wide order value back)
+    "stock_out": (":1.0/category=fashion", 540.0, 2),          # CategoryBasketAnomaly
 }
 RECOVERY = 480.0
 """Event time after a wave's longest incident, before the next wave: the drill holds event

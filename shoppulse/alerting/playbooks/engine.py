@@ -151,6 +151,9 @@ class Engine:
         for book in self.playbooks.values():
             if book.name != linked and not book.matches(labels):
                 continue
+            if book.inhibited_by and (source := self._inhibitor(book.inhibited_by, labels)):
+                steps += self._inhibit(source, book.name, alert, now)
+                continue
             open_id = self.open_runs.get(f"{book.name}:{alert.fingerprint}")
             if open_id is not None:
                 run = self.get(open_id)
@@ -177,6 +180,34 @@ class Engine:
             steps += s
             calls += c
         return steps, calls
+
+    def _inhibitor(self, names: list[str], labels: dict[str, str]) -> Run | None:
+        """An open run of one of ``names`` that explains an alert with these match labels:
+        its own alert names no other value of a dimension both name (Alertmanager's
+        ``equal``, on the ``where_`` labels: bots on ads explain a site-wide bounce whose top
+        contributor is ads, not search's)."""
+        where = {k: v for k, v in labels.items() if k.startswith("where_")}
+        for run_id in list(self.open_runs.values()):
+            run = self.get(run_id)
+            if run is None or not run.open or run.playbook not in names:
+                continue
+            theirs = where_labels(run.labels, run.alert.get("contributors") or [])
+            if all(theirs.get(k, v) == v for k, v in where.items()):
+                return run
+        return None
+
+    def _inhibit(self, run: Run, playbook: str, alert: Alert, now: float
+                 ) -> list[PlaybookStep]:
+        """Record the explained alert on the explaining run, once per alert episode."""
+        key = f"{playbook}:{alert.fingerprint}:{alert.episode}"
+        seen = run.context.setdefault("inhibited", [])
+        if key in seen:
+            return []
+        seen.append(key)
+        self._save(run)
+        return [self.record(run, run.stage, "inhibited", now=now, inputs={
+            "playbook": playbook, "rule": alert.rule, "labels": alert.labels,
+            "fingerprint": alert.fingerprint, "episode": alert.episode, "at": alert.at})]
 
     def _cleared(self, alert: Alert, now: float) -> tuple[list[PlaybookStep], list[Call]]:
         steps: list[PlaybookStep] = []
@@ -402,13 +433,21 @@ def match_labels(alert: Alert) -> dict[str, str]:
         labels["direction"] = "rise"
     if "direction" in labels:
         labels["signal"] = f"{alert.labels.get('metric', '')}:{labels['direction']}"
-    where = {k: v for k, v in alert.labels.items() if k not in ("metric", "drill")}
     if alert.contributors:
         for dim, value in (alert.contributors[0].get("labels") or {}).items():
             labels[f"top_{dim}"] = str(value)
-            where.setdefault(dim, str(value))
-    labels.update({f"where_{k}": v for k, v in where.items()})
+    labels.update(where_labels(alert.labels, alert.contributors))
     return labels
+
+
+def where_labels(labels: dict[str, str], contributors: list[dict[str, Any]]
+                 ) -> dict[str, str]:
+    """``where_<dim>``: the alert's own label, else its top contributor's."""
+    where = {k: v for k, v in labels.items() if k not in ("metric", "drill")}
+    if contributors:
+        for dim, value in (contributors[0].get("labels") or {}).items():
+            where.setdefault(dim, str(value))
+    return {f"where_{k}": v for k, v in where.items()}
 
 
 def inside_band(v: Verdict) -> bool:
