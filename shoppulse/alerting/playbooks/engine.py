@@ -140,7 +140,7 @@ class Engine:
                  ) -> tuple[list[PlaybookStep], list[Call]]:
         """A FIRING transition starts (or attaches to) a run of every matching playbook; a
         RESOLVED one recovers the runs that have no series to read verdicts of."""
-        if alert.state == "resolved" and not alert.labels.get("metric"):
+        if alert.state == "resolved":
             return self._cleared(alert, now)
         if alert.state != "firing":
             return [], []
@@ -216,16 +216,16 @@ class Engine:
             if run is None or run.fingerprint != alert.fingerprint or run.cleared_at:
                 continue
             run.cleared_at = alert.ends_at or alert.at
-            if run.stage == "evaluate":
+            if run.stage == "evaluate" and not run.labels.get("metric"):
                 steps.append(self._recover_cleared(run, now))
             self._save(run)
         return steps, []
 
-    def _recover_cleared(self, run: Run, now: float) -> PlaybookStep:
+    def _recover_cleared(self, run: Run, now: float, **why: Any) -> PlaybookStep:
         at = max(run.cleared_at or run.detected_at, run.acted_at or 0.0)
         run.outcome, run.recovered_at = "recovered", at
         return self.record(run, "evaluate", "recovered", now=now,
-                           result={"cleared": True, "ttr_s": at - run.detected_at})
+                           result={"cleared": True, "ttr_s": at - run.detected_at, **why})
 
     def on_verdict(self, verdict: Verdict, now: float) -> tuple[list[PlaybookStep], list[Call]]:
         """Evaluation: count consecutive windows of the protected series inside the band."""
@@ -240,8 +240,21 @@ class Engine:
                 continue  # judged already, or a window from before the actions took effect
             if verdict.window_end <= run.acted_at:
                 continue
+            if (verdict.warming_up and run.cleared_at is not None
+                    and verdict.window_end >= run.cleared_at):
+                # no band to judge yet (a series the detector is still learning, e.g. a
+                # carrier's first half hour): the rule's own resolve, reached on this clock,
+                # is the evidence there is, rather than a run that waits hours to escalate
+                steps.append(self._recover_cleared(run, now, warming_up=True))
+                self._save(run)
+                continue
             run.last_window = verdict.window_start
             run.inside = run.inside + 1 if inside_band(verdict) else 0
+            # what the responder asks of a run that does not recover: where is the series?
+            run.context["last_verdict"] = {
+                "window_start": verdict.window_start, "value": verdict.value,
+                "lower": verdict.lower, "upper": verdict.upper,
+                "warming_up": verdict.warming_up}
             book = self.playbooks[run.playbook]
             if run.inside >= book.evaluate.windows:
                 run.outcome, run.recovered_at = "recovered", verdict.window_end
@@ -377,7 +390,8 @@ class Engine:
         run.acted_at = max(event_now or 0.0, run.detected_at)
         steps = [self.record(run, "evaluate", "started", now=now,
                              inputs={"series": run.series, "windows": book.evaluate.windows})]
-        if run.cleared_at is not None:  # the alert resolved while the actions ran
+        if run.cleared_at is not None and not run.labels.get("metric"):
+            # an absence alert resolved while the actions ran: the flow is back
             steps.append(self._recover_cleared(run, now))
         self._save(run)
         return steps, []
