@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -233,14 +234,17 @@ def test_an_open_run_that_explains_an_alert_inhibits_a_second_playbook() -> None
     assert steps[0].inputs["playbook"] == "bounce" and steps[0].inputs["fingerprint"] == "bounce"
     assert eng.on_alert(site, now=120.0) == ([], [])  # a replay records nothing more
     assert {r["playbook"] for r in eng.runs.values()} == {"bots"}
-    # search's bounce is not the bots' doing: its own run
+    # search's bounce is not the bots' doing, nor a site-wide bounce naming no channel
     search = _firing("bounce-search", "BounceHigh", {"metric": "bounce", "channel": "search"})
     steps, _ = eng.on_alert(search, now=130.0)
     assert steps[0].playbook == "bounce" and steps[0].status == "started"
-    # once the bots' run is closed, the next episode of the site-wide bounce starts a run
-    run = eng.get(bots_run)
-    run.outcome = "recovered"
-    eng._save(run)
+    steps, _ = eng.on_alert(_firing("b2", "BounceHigh", {"metric": "bounce_overall"}),
+                            now=140.0)
+    assert steps[0].playbook == "bounce" and steps[0].status == "started"
+    # once the bots' alert resolved (their run still evaluating), it explains nothing more
+    ctr = _firing("ctr-ads", "CtrHigh", {"metric": "ctr", "channel": "ads"})
+    eng.on_alert(replace(ctr, state="resolved", at=T0 + 600, ends_at=T0 + 600), now=800.0)
+    assert eng.get(bots_run).open
     steps, _ = eng.on_alert(_firing("bounce", "BounceHigh", {"metric": "bounce_overall"},
                                     top={"channel": "ads"}, episode=2), now=900.0)
     assert steps[0].playbook == "bounce" and steps[0].status == "started"

@@ -160,6 +160,7 @@ class Engine:
                 if run is not None and run.open:
                     if alert.episode not in run.episodes:
                         run.episodes.append(alert.episode)
+                        run.cleared_at = None  # firing again: not cleared any more
                         self._save(run)
                         steps.append(self.record(run, run.stage, "attached", now=now,
                                                   inputs={"episode": alert.episode}))
@@ -182,17 +183,18 @@ class Engine:
         return steps, calls
 
     def _inhibitor(self, names: list[str], labels: dict[str, str]) -> Run | None:
-        """An open run of one of ``names`` that explains an alert with these match labels:
-        its own alert names no other value of a dimension both name (Alertmanager's
-        ``equal``, on the ``where_`` labels: bots on ads explain a site-wide bounce whose top
-        contributor is ads, not search's)."""
-        where = {k: v for k, v in labels.items() if k.startswith("where_")}
+        """An open run of one of ``names`` that explains an alert with these match labels,
+        as Alertmanager's inhibition: the run's alert is still firing (not resolved), and
+        the new alert names every dimension the run's alert names with the same value
+        (``equal``, on the ``where_`` labels: bots on ads explain a site-wide bounce whose top
+        contributor is ads; not search's bounce, nor a site-wide drop naming no channel)."""
         for run_id in list(self.open_runs.values()):
             run = self.get(run_id)
-            if run is None or not run.open or run.playbook not in names:
+            if (run is None or not run.open or run.playbook not in names
+                    or run.cleared_at is not None):
                 continue
             theirs = where_labels(run.labels, run.alert.get("contributors") or [])
-            if all(theirs.get(k, v) == v for k, v in where.items()):
+            if all(labels.get(k) == v for k, v in theirs.items()):
                 return run
         return None
 
