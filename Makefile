@@ -32,10 +32,12 @@ test: $(STAMP)
 # the demo's alert -> playbook -> recovery -> resolve beside a drill that must fail, then
 # every scenario of the plan through an embedded stack (`shoppulse drill --all`: detected,
 # playbook run, recovered) alone: the live demo must keep pace with its traffic
+# DRILL_ARGS: more pytest options for both steps (e.g. --deselect a test)
+DRILL_ARGS ?=
 drill: $(STAMP)
 	$(SYSTEM) test
-	$(BIN)/python -m pytest -q -n 2 -m drill -k 'not every_scenario'
-	$(BIN)/python -m pytest -q -m drill -k every_scenario
+	$(BIN)/python -m pytest -q -n 2 -m drill -k 'not every_scenario' $(DRILL_ARGS)
+	$(BIN)/python -m pytest -q -m drill -k every_scenario $(DRILL_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/shoppulse bench throughput

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -208,3 +209,58 @@ def test_bad_playbook_is_a_config_error_with_file_line_and_key(tmp_path) -> None
     text = str(err.value)
     assert "bad.yaml:5: trigger" in text and 'name="value"' in text
     assert "bad.yaml:7: act[0]" in text and "needs 'url'" in text
+
+
+def _firing(fp: str, rule: str, labels: dict[str, str], *, top: dict[str, str] | None = None,
+            episode: int = 1, value: float = 0.8) -> Alert:
+    return Alert(fingerprint=fp, episode=episode, state="firing", rule=rule,
+                 severity="warning", labels=labels, starts_at=T0, at=T0 + 300, value=value,
+                 expected=0.4, lower=0.3, upper=0.5,
+                 contributors=[{"labels": top, "share": 0.9}] if top else [])
+
+
+def test_an_open_run_that_explains_an_alert_inhibits_a_second_playbook() -> None:
+    bots = book(name="bots", decide={"mode": "auto"}, trigger=['alertname="CtrHigh"'])
+    bounce = book(name="bounce", trigger=['metric=~"bounce.*"', 'direction="rise"'],
+                  inhibited_by=["bots"])
+    eng = Engine({"bots": bots, "bounce": bounce})
+    steps, _ = eng.on_alert(_firing("ctr-ads", "CtrHigh", {"metric": "ctr", "channel": "ads"}),
+                            now=100.0)
+    bots_run = steps[0].run_id
+    # the site-wide bounce, whose top contributor is the bots' channel: recorded on their run
+    site = _firing("bounce", "BounceHigh", {"metric": "bounce_overall"}, top={"channel": "ads"})
+    steps, calls = eng.on_alert(site, now=110.0)
+    assert [(s.run_id, s.status) for s in steps] == [(bots_run, "inhibited")] and calls == []
+    assert steps[0].inputs["playbook"] == "bounce" and steps[0].inputs["fingerprint"] == "bounce"
+    assert eng.on_alert(site, now=120.0) == ([], [])  # a replay records nothing more
+    assert {r["playbook"] for r in eng.runs.values()} == {"bots"}
+    # search's bounce is not the bots' doing, nor a site-wide bounce naming no channel
+    search = _firing("bounce-search", "BounceHigh", {"metric": "bounce", "channel": "search"})
+    steps, _ = eng.on_alert(search, now=130.0)
+    assert steps[0].playbook == "bounce" and steps[0].status == "started"
+    steps, _ = eng.on_alert(_firing("b2", "BounceHigh", {"metric": "bounce_overall"}),
+                            now=140.0)
+    assert steps[0].playbook == "bounce" and steps[0].status == "started"
+    # once the bots' alert resolved (their run still evaluating), it explains nothing more
+    ctr = _firing("ctr-ads", "CtrHigh", {"metric": "ctr", "channel": "ads"})
+    eng.on_alert(replace(ctr, state="resolved", at=T0 + 600, ends_at=T0 + 600), now=800.0)
+    assert eng.get(bots_run).open
+    steps, _ = eng.on_alert(_firing("bounce", "BounceHigh", {"metric": "bounce_overall"},
+                                    top={"channel": "ads"}, episode=2), now=900.0)
+    assert steps[0].playbook == "bounce" and steps[0].status == "started"
+
+
+def test_inhibited_by_must_name_another_playbook_of_the_library(tmp_path) -> None:
+    from shoppulse.streams.config import ConfigError
+
+    head = "title: x\nscenario: x\nrisk: financial\ntrigger: ['metric=\"x\"']\n"
+    (tmp_path / "a.yaml").write_text(f"name: a\n{head}inhibited_by: [nope]\n")
+    (tmp_path / "b.yaml").write_text(f"name: b\n{head}inhibited_by: [b]\n")
+    with pytest.raises(ConfigError) as err:
+        load_library(tmp_path)
+    text = str(err.value)
+    assert "a.yaml:1: inhibited_by: unknown playbook(s) nope" in text
+    assert "b.yaml" in text and "cannot inhibit itself" in text
+    # the shipped library's inhibitions name shipped playbooks
+    books = load_library()
+    assert books["landing_bounce_spike"].inhibited_by == ["bot_traffic"]

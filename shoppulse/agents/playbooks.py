@@ -288,6 +288,7 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
                                 "windows_inside": run.inside,
                                 "windows_needed": engine.playbooks[run.playbook].evaluate.windows
                                 if run.playbook in engine.playbooks else None,
+                                "last_verdict": run.context.get("last_verdict"),
                                 "recovered_at": run.recovered_at,
                                 "started_at": run.started_at})
             return self.json({"runs": out})

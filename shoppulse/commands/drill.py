@@ -53,9 +53,10 @@ PLAN: dict[str, tuple[str, float, int]] = {
     "order_spike": (":4", 420.0, 2),                           # HeadlineAnomaly on orders
     # ~7 fastship shipments a window, not always the rule's 5: 12 min for 5 windows in a row
     "logistics_delay": (":1.0/carrier=fastship", 720.0, 2),    # DeliveryDelaysHigh, for 5m
-    # wave 3: one category's stock, alone: not beside the order flood, which raises every
-    # category's GMV, nor the price error, whose order value it would lift back
-    "stock_out": (":1.0/category=fashion", 540.0, 3),          # CategoryGmvAnomaly
+    # fashion's basket rate: the flood's orders have no session, search's lost traffic
+    # lowers sessions and baskets alike (not with the price error: fashion's missing orders
+    # would lift the site-wide order value back)
+    "stock_out": (":1.0/category=fashion", 540.0, 2),          # CategoryBasketAnomaly
 }
 RECOVERY = 480.0
 """Event time after a wave's longest incident, before the next wave: the drill holds event
@@ -90,6 +91,8 @@ class Drill:
     run_started_wall: float | None = None
     recovered_at: float | None = None
     outcome: str | None = None
+    evaluating: dict[str, Any] | None = None
+    """A run still open at the end: how many windows were inside the band, the last verdict."""
 
     def report(self) -> dict[str, Any]:
         detected = self.alert is not None
@@ -113,6 +116,7 @@ class Drill:
             "ttd_s": ttd, "tta_s": tta, "ttr_s": ttr, "first_action_s": first,
             "stages": self.stages,
             "actions": self.actions,
+            "evaluating": self.evaluating,
             "passed": bool(detected and self.playbook == self.scenario
                            and self.outcome == "recovered"
                            and set(self.stages) >= {"identify", "decide", "act", "evaluate"}),
@@ -159,7 +163,9 @@ class Watcher:
         self.token = token
         self.recovery = recovery
         self.run_of: dict[str, Drill] = {}
-        self.alerts: dict[str, tuple[Alert, float]] = {}  # fingerprint -> first firing
+        self.alerts: dict[str, list[tuple[Alert, float]]] = {}  # fingerprint -> firings
+        self.started: dict[str, int] = {}  # runs started per playbook, the drills' or not
+        self.inhibited: dict[str, int] = {}  # alerts recorded on a run that explains them
 
     def _drill_for(self, playbook: str, t: float, labels: dict[str, str]) -> Drill | None:
         """The drill of this run: its scenario's playbook, started during the incident (or
@@ -173,13 +179,29 @@ class Watcher:
         return None
 
     def on_alert(self, alert: Alert, wall: float) -> None:
-        if alert.state == "firing" and alert.fingerprint not in self.alerts:
-            self.alerts[alert.fingerprint] = (alert, wall)
+        if alert.state != "firing":
+            return
+        seen = self.alerts.setdefault(alert.fingerprint, [])
+        if all(a.episode != alert.episode for a, _ in seen):
+            seen.append((alert, wall))
+
+    def firing(self, fingerprint: str, at: float) -> tuple[Alert, float] | None:
+        """The firing that started a run (its alert's event time), else the latest before:
+        an alert fires again in a later wave, and that episode is the one to time."""
+        seen = sorted(self.alerts.get(fingerprint, []), key=lambda aw: aw[0].at)
+        exact = [aw for aw in seen if aw[0].at == at]
+        before = [aw for aw in seen if aw[0].at <= at]
+        return (exact or before or [None])[-1]
 
     def on_step(self, step: PlaybookStep) -> None:
+        if step.stage == "identify" and step.status == "started":
+            self.started[step.playbook] = self.started.get(step.playbook, 0) + 1
+        elif step.status == "inhibited":
+            name = str(step.inputs.get("playbook"))
+            self.inhibited[name] = self.inhibited.get(name, 0) + 1
         d = self.run_of.get(step.run_id)
         if d is None and step.stage == "identify" and step.status == "started":
-            got = self.alerts.get(step.fingerprint)
+            got = self.firing(step.fingerprint, step.event_at)
             d = self._drill_for(step.playbook, step.event_at,
                                 got[0].labels if got is not None else {})
             if d is None or d.run_id is not None:
@@ -259,6 +281,18 @@ def progress(port: int) -> tuple[int, float, float]:
     return (int(value(r'shoppulse_metric_points_total\{metric="sessions_started_overall"\}')),
             value(r'shoppulse_alert_clock_seconds\{input="points"\}'),
             value(r"shoppulse_playbook_clock_seconds"))
+
+
+def runs_of(port: int) -> list[dict[str, Any]]:
+    """The worker's runs (``GET /playbooks/runs``); none when it cannot answer."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/playbooks/runs",
+                                    timeout=10) as resp:
+            return list(json.loads(resp.read()).get("runs", []))
+    except (OSError, ValueError):
+        return []
 
 
 class Feed(threading.Thread):
@@ -418,12 +452,20 @@ def run_drills(scenarios: list[str], *, rate: float = 16.0, warm: float = 2100.0
                 await task
 
             asyncio.run(main())
+            open_runs = {d.run_id: d for d in drills if d.run_id and not d.outcome}
+            for run in runs_of(port) if open_runs else []:
+                if run.get("run_id") in open_runs:
+                    open_runs[run["run_id"]].evaluating = {
+                        k: run.get(k) for k in ("stage", "windows_inside", "windows_needed",
+                                                "last_verdict")}
         finally:
             if feed is not None:
                 feed.stop()
             stop_groups(procs)
             log.close()
     return {"drills": {d.scenario: d.report() for d in drills},
+            "runs_started": dict(sorted(watcher.started.items())),
+            "inhibited": dict(sorted(watcher.inhibited.items())),
             "wall_s": round(time.monotonic() - began, 1), "event_time_s": total,
             "windows_closed": reached[0],
             "alerts_judged_s": max(0.0, reached[1] - DRILL_START),
@@ -453,4 +495,9 @@ def report_lines(result: dict[str, Any]) -> list[str]:
                    f"{len(result['drills'])} passed in {result['wall_s']:.0f}s wall "
                    f"({result['event_time_s'] / 3600:.1f} h of event time at "
                    f"{result['rate']:g} sessions/s); worker log {result['log']}")
+    if result.get("runs_started") is not None:
+        out.append(f"{sum(result['runs_started'].values())} runs started "
+                   f"({', '.join(f'{k} {v}' for k, v in result['runs_started'].items())}); "
+                   f"{sum(result['inhibited'].values())} alerts taken by a run that explains "
+                   f"them")
     return out

@@ -140,7 +140,7 @@ class Engine:
                  ) -> tuple[list[PlaybookStep], list[Call]]:
         """A FIRING transition starts (or attaches to) a run of every matching playbook; a
         RESOLVED one recovers the runs that have no series to read verdicts of."""
-        if alert.state == "resolved" and not alert.labels.get("metric"):
+        if alert.state == "resolved":
             return self._cleared(alert, now)
         if alert.state != "firing":
             return [], []
@@ -151,12 +151,16 @@ class Engine:
         for book in self.playbooks.values():
             if book.name != linked and not book.matches(labels):
                 continue
+            if book.inhibited_by and (source := self._inhibitor(book.inhibited_by, labels)):
+                steps += self._inhibit(source, book.name, alert, now)
+                continue
             open_id = self.open_runs.get(f"{book.name}:{alert.fingerprint}")
             if open_id is not None:
                 run = self.get(open_id)
                 if run is not None and run.open:
                     if alert.episode not in run.episodes:
                         run.episodes.append(alert.episode)
+                        run.cleared_at = None  # firing again: not cleared any more
                         self._save(run)
                         steps.append(self.record(run, run.stage, "attached", now=now,
                                                   inputs={"episode": alert.episode}))
@@ -178,6 +182,35 @@ class Engine:
             calls += c
         return steps, calls
 
+    def _inhibitor(self, names: list[str], labels: dict[str, str]) -> Run | None:
+        """An open run of one of ``names`` that explains an alert with these match labels,
+        as Alertmanager's inhibition: the run's alert is still firing (not resolved), and
+        the new alert names every dimension the run's alert names with the same value
+        (``equal``, on the ``where_`` labels: bots on ads explain a site-wide bounce whose top
+        contributor is ads; not search's bounce, nor a site-wide drop naming no channel)."""
+        for run_id in list(self.open_runs.values()):
+            run = self.get(run_id)
+            if (run is None or not run.open or run.playbook not in names
+                    or run.cleared_at is not None):
+                continue
+            theirs = where_labels(run.labels, run.alert.get("contributors") or [])
+            if all(labels.get(k) == v for k, v in theirs.items()):
+                return run
+        return None
+
+    def _inhibit(self, run: Run, playbook: str, alert: Alert, now: float
+                 ) -> list[PlaybookStep]:
+        """Record the explained alert on the explaining run, once per alert episode."""
+        key = f"{playbook}:{alert.fingerprint}:{alert.episode}"
+        seen = run.context.setdefault("inhibited", [])
+        if key in seen:
+            return []
+        seen.append(key)
+        self._save(run)
+        return [self.record(run, run.stage, "inhibited", now=now, inputs={
+            "playbook": playbook, "rule": alert.rule, "labels": alert.labels,
+            "fingerprint": alert.fingerprint, "episode": alert.episode, "at": alert.at})]
+
     def _cleared(self, alert: Alert, now: float) -> tuple[list[PlaybookStep], list[Call]]:
         steps: list[PlaybookStep] = []
         for run_id in list(self.open_runs.values()):
@@ -185,16 +218,16 @@ class Engine:
             if run is None or run.fingerprint != alert.fingerprint or run.cleared_at:
                 continue
             run.cleared_at = alert.ends_at or alert.at
-            if run.stage == "evaluate":
+            if run.stage == "evaluate" and not run.labels.get("metric"):
                 steps.append(self._recover_cleared(run, now))
             self._save(run)
         return steps, []
 
-    def _recover_cleared(self, run: Run, now: float) -> PlaybookStep:
+    def _recover_cleared(self, run: Run, now: float, **why: Any) -> PlaybookStep:
         at = max(run.cleared_at or run.detected_at, run.acted_at or 0.0)
         run.outcome, run.recovered_at = "recovered", at
         return self.record(run, "evaluate", "recovered", now=now,
-                           result={"cleared": True, "ttr_s": at - run.detected_at})
+                           result={"cleared": True, "ttr_s": at - run.detected_at, **why})
 
     def on_verdict(self, verdict: Verdict, now: float) -> tuple[list[PlaybookStep], list[Call]]:
         """Evaluation: count consecutive windows of the protected series inside the band."""
@@ -209,8 +242,21 @@ class Engine:
                 continue  # judged already, or a window from before the actions took effect
             if verdict.window_end <= run.acted_at:
                 continue
+            if (verdict.warming_up and run.cleared_at is not None
+                    and verdict.window_end >= run.cleared_at):
+                # no band to judge yet (a series the detector is still learning, e.g. a
+                # carrier's first half hour): the rule's own resolve, reached on this clock,
+                # is the evidence there is, rather than a run that waits hours to escalate
+                steps.append(self._recover_cleared(run, now, warming_up=True))
+                self._save(run)
+                continue
             run.last_window = verdict.window_start
             run.inside = run.inside + 1 if inside_band(verdict) else 0
+            # what the responder asks of a run that does not recover: where is the series?
+            run.context["last_verdict"] = {
+                "window_start": verdict.window_start, "value": verdict.value,
+                "lower": verdict.lower, "upper": verdict.upper,
+                "warming_up": verdict.warming_up}
             book = self.playbooks[run.playbook]
             if run.inside >= book.evaluate.windows:
                 run.outcome, run.recovered_at = "recovered", verdict.window_end
@@ -346,7 +392,8 @@ class Engine:
         run.acted_at = max(event_now or 0.0, run.detected_at)
         steps = [self.record(run, "evaluate", "started", now=now,
                              inputs={"series": run.series, "windows": book.evaluate.windows})]
-        if run.cleared_at is not None:  # the alert resolved while the actions ran
+        if run.cleared_at is not None and not run.labels.get("metric"):
+            # an absence alert resolved while the actions ran: the flow is back
             steps.append(self._recover_cleared(run, now))
         self._save(run)
         return steps, []
@@ -402,13 +449,21 @@ def match_labels(alert: Alert) -> dict[str, str]:
         labels["direction"] = "rise"
     if "direction" in labels:
         labels["signal"] = f"{alert.labels.get('metric', '')}:{labels['direction']}"
-    where = {k: v for k, v in alert.labels.items() if k not in ("metric", "drill")}
     if alert.contributors:
         for dim, value in (alert.contributors[0].get("labels") or {}).items():
             labels[f"top_{dim}"] = str(value)
-            where.setdefault(dim, str(value))
-    labels.update({f"where_{k}": v for k, v in where.items()})
+    labels.update(where_labels(alert.labels, alert.contributors))
     return labels
+
+
+def where_labels(labels: dict[str, str], contributors: list[dict[str, Any]]
+                 ) -> dict[str, str]:
+    """``where_<dim>``: the alert's own label, else its top contributor's."""
+    where = {k: v for k, v in labels.items() if k not in ("metric", "drill")}
+    if contributors:
+        for dim, value in (contributors[0].get("labels") or {}).items():
+            where.setdefault(dim, str(value))
+    return {f"where_{k}": v for k, v in where.items()}
 
 
 def inside_band(v: Verdict) -> bool:

@@ -107,6 +107,10 @@ class Playbook(_Model):
     decide: Decide = Decide()
     act: list[Action] = Field(default_factory=list)
     evaluate: Evaluate = Evaluate()
+    inhibited_by: list[str] = Field(default_factory=list)
+    """Playbooks whose open run explains this one's trigger (bots raise the bounce): while
+    such a run is open on an alert naming no other value of this alert's dimensions, the
+    alert is recorded on that run instead of starting a run of this playbook."""
 
     _m = field_validator("trigger", mode="before")(
         lambda v: [parse_matcher(m) if isinstance(m, str) else m for m in v]
@@ -128,6 +132,8 @@ class Playbook(_Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate action names: {', '.join(dupes)}")
+        if self.name in self.inhibited_by:
+            raise ValueError("inhibited_by: a playbook cannot inhibit itself")
         return self
 
     def matches(self, labels: dict[str, str]) -> bool:
@@ -148,6 +154,7 @@ def load_library(folder: str | os.PathLike[str] | None = None) -> dict[str, Play
     """Every ``*.yaml`` of ``folder`` (default: the built-in library), all errors at once."""
     root = Path(folder) if folder is not None else LIBRARY
     books: dict[str, Playbook] = {}
+    paths: dict[str, Path] = {}
     problems: list[str] = []
     for path in sorted(root.glob("*.yaml")):
         try:
@@ -158,6 +165,12 @@ def load_library(folder: str | os.PathLike[str] | None = None) -> dict[str, Play
         if book.name in books:
             problems.append(f"{path}:1: name: duplicate playbook name {book.name!r}")
         books[book.name] = book
+        paths[book.name] = path
+    for book in books.values():
+        unknown = sorted(set(book.inhibited_by) - set(books))
+        if unknown:
+            problems.append(f"{paths[book.name]}:1: inhibited_by: unknown playbook(s) "
+                            f"{', '.join(unknown)}")
     if problems:
         raise ConfigError(str(root), [(None, "", "\n".join(problems))])
     return books
