@@ -16,7 +16,7 @@ Two judgements keep alerts honest on the numbers they show:
   outside its expected band (the alert shows that band: an alert whose value sits inside
   it would not say why it fires), and lasts while the value stays outside the band
   (:attr:`Sample.holds`), so it resolves when the value is back inside, the same notion
-  the playbooks' recovery uses (:func:`~shoppulse.alerting.playbooks.engine.inside_band`),
+  the playbooks' recovery uses (:attr:`~shoppulse.streams.records.Verdict.inside_band`),
   not when the detector's episode happens to end.
 """
 
@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoppulse.alerting.playbooks.engine import inside_band
 from shoppulse.streams.config import Config
 from shoppulse.streams.records import MetricPoint, Verdict
 from shoppulse.streams.rules_config import DAY, WEEK, RuleSpec, topics_of
@@ -135,7 +134,7 @@ class AnomalyRule(Rule):
             return Sample(cond=None, **base)  # no value: the band cannot be judged
         level = self.spec.min_score
         alarm = v.anomalous if level is None else v.score >= level
-        outside = not inside_band(v)
+        outside = not v.inside_band
         return Sample(cond=alarm and outside, holds=outside,
                       distance=_outside(v.value, v.lower, v.upper, v.expected), **base)
 

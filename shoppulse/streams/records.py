@@ -9,6 +9,7 @@ with orjson so that any consumer (and any language) can read them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,6 +74,20 @@ class Verdict(_JsonRecord):
     contributors: list[dict[str, Any]] = field(default_factory=list)
     """Children that drive a parent's deviation, largest share first (at most three):
     ``{"labels": {...}, "expected": x, "actual": y, "share": 0..1}``."""
+
+    @property
+    def inside_band(self) -> bool:
+        """Back to normal: judged, and the value inside the expected band.
+
+        Not the ``anomalous`` flag: that is the detector's alarm *episode*, which ends only
+        after its evidence stayed low for a cooldown (15 min by default), so one incident
+        raises one episode. Alerts and playbook runs ask whether the business is back,
+        window by window."""
+        if self.warming_up or self.value is None:
+            return False
+        lo = -math.inf if self.lower is None else self.lower
+        hi = math.inf if self.upper is None else self.upper
+        return lo <= self.value <= hi
 
 
 ALERT_STATES = ("pending", "firing", "resolved")

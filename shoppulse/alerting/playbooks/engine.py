@@ -16,7 +16,6 @@ wall time, because humans answer in wall time.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -251,7 +250,7 @@ class Engine:
                 self._save(run)
                 continue
             run.last_window = verdict.window_start
-            run.inside = run.inside + 1 if inside_band(verdict) else 0
+            run.inside = run.inside + 1 if verdict.inside_band else 0
             # what the responder asks of a run that does not recover: where is the series?
             run.context["last_verdict"] = {
                 "window_start": verdict.window_start, "value": verdict.value,
@@ -464,19 +463,6 @@ def where_labels(labels: dict[str, str], contributors: list[dict[str, Any]]
         for dim, value in (contributors[0].get("labels") or {}).items():
             where.setdefault(dim, str(value))
     return {f"where_{k}": v for k, v in where.items()}
-
-
-def inside_band(v: Verdict) -> bool:
-    """Back to normal: judged, and the value inside the expected band.
-
-    Not the ``anomalous`` flag: that is the detector's alarm *episode*, which ends only after
-    its evidence stayed low for a cooldown (15 min by default), so one incident raises one
-    episode. A run asks whether the business is back, window by window."""
-    if v.warming_up or v.value is None:
-        return False
-    lo = -math.inf if v.lower is None else v.lower
-    hi = math.inf if v.upper is None else v.upper
-    return lo <= v.value <= hi
 
 
 def alert_summary(alert: Alert) -> dict[str, Any]:
