@@ -65,12 +65,17 @@ def _judged(start: float, value: float, *, warming: bool) -> Verdict:
                    window_start=start, window_end=start + 60, value=value)
 
 
-def test_a_series_the_detector_still_learns_recovers_on_the_alerts_resolve():
-    eng = Engine(load_library(None), dry_run=True)
-    late = Alert(fingerprint="fpdelay", episode=1, state="firing", rule="DeliveryDelaysHigh",
+def _delays_high() -> Alert:
+    """fastship's delays firing: the alert of a series the detector may still learn."""
+    return Alert(fingerprint="fpdelay", episode=1, state="firing", rule="DeliveryDelaysHigh",
                  severity="warning", labels={"metric": "delay", "carrier": "fastship"},
                  starts_at=T0, at=T0 + 300, value=0.9, expected=0.3,
                  annotations={"playbook": "logistics_delay"})
+
+
+def test_a_series_the_detector_still_learns_recovers_on_the_alerts_resolve():
+    eng = Engine(load_library(None), dry_run=True)
+    late = _delays_high()
     steps, calls = eng.on_alert(late, now=1.0)
     drive(eng, calls)
     run_id = steps[0].run_id
@@ -89,10 +94,7 @@ def test_a_series_the_detector_still_learns_recovers_on_the_alerts_resolve():
 
 def test_a_judged_series_still_needs_its_windows_inside_the_band_after_a_resolve():
     eng = Engine(load_library(None), dry_run=True)
-    late = Alert(fingerprint="fpdelay", episode=1, state="firing", rule="DeliveryDelaysHigh",
-                 severity="warning", labels={"metric": "delay", "carrier": "fastship"},
-                 starts_at=T0, at=T0 + 300, value=0.9, expected=0.3,
-                 annotations={"playbook": "logistics_delay"})
+    late = _delays_high()
     _, calls = eng.on_alert(late, now=1.0)
     drive(eng, calls)
     eng.on_alert(replace(late, state="resolved", at=T0 + 600, ends_at=T0 + 600), now=2.0)
