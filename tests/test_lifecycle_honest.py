@@ -54,25 +54,29 @@ def test_an_anomaly_alert_does_not_resolve_while_the_value_is_outside_its_band()
     assert resolved.ends_at == T0 + 8 * W  # cleared when the value came back, not before
 
 
-def test_keep_firing_for_counts_windows_back_inside_the_band():
+def test_keep_firing_for_counts_windows_back_to_normal():
     eng = AlertEngine(config({**HEADLINE, "keep_firing_for": "30s"}), {})
-    vs = [verdict(0, 0.9, True), verdict(1, 0.4, True), verdict(2, 0.7, False)] + [
-        verdict(i, 0.4, i < 5) for i in range(3, 8)]
+    vs = [verdict(0, 0.9, True), verdict(1, 0.4, False), verdict(2, 0.7, False)] + [
+        verdict(i, 0.4, i < 5) for i in range(3, 10)]
     got = feed(eng, vs)
-    # back inside at window 1 (cleared), out again at 2, inside from 3: 30 s later, at the
-    # end of window 5, it resolves, though the detector still called windows 3-4 anomalous
-    assert [(a.state, a.at) for a in got] == [("firing", T0 + W), ("resolved", T0 + 6 * W)]
+    # normal at window 1 (cleared), out of the band again at 2 (held, though the detector's
+    # flag is down), in the band but still called anomalous at 3-4 (held), normal from 5:
+    # 30 s later, at the end of window 7, it resolves
+    assert [(a.state, a.at) for a in got] == [("firing", T0 + W), ("resolved", T0 + 8 * W)]
 
 
-def test_an_anomalous_verdict_inside_its_band_does_not_fire():
+def test_a_sustained_shift_inside_the_per_window_band_fires_and_resolves_when_it_ends():
     eng = AlertEngine(config(HEADLINE), {})
-    # the detector's episode is open (evidence accumulated earlier), but the value the alert
-    # would show, 107, sits inside 77..159: no page; the first window outside fires
-    vs = [verdict(i, 107.0 + i, True, 77.0, 159.0, "sessions_started_overall")
-          for i in range(6)] + [verdict(6, 171.0, True, 77.0, 159.0, "sessions_started_overall")]
+    # measured in the drill: fashion's basket rate at 0 of ~120 sessions a window for 9
+    # windows, the detector's band floored at 0: no single window leaves it, yet the run of
+    # zeros is the stock-out; the alert fires on the detector's evidence and holds until
+    # the episode is over and the value is back inside the band
+    vs = ([verdict(i, 0.09, False, 0.0, 0.19, "baskets_overall") for i in range(3)]
+          + [verdict(i, 0.0, i >= 5, 0.0, 0.19, "baskets_overall") for i in range(3, 9)]
+          + [verdict(i, 0.09, i < 11, 0.0, 0.19, "baskets_overall") for i in range(9, 14)])
     got = feed(eng, vs)
-    assert [(a.state, a.at) for a in got] == [("firing", T0 + 7 * W)]
-    assert got[0].value == 171.0 and not got[0].lower <= got[0].value <= got[0].upper
+    assert [(a.state, a.at) for a in got] == [("firing", T0 + 6 * W), ("resolved", T0 + 12 * W)]
+    assert got[0].value == 0.0 and got[1].value == 0.09
 
 
 def test_a_verdict_without_a_value_neither_fires_nor_resolves():

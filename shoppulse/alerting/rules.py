@@ -12,12 +12,14 @@ Two judgements keep alerts honest on the numbers they show:
   threshold, good when the observed value is on the good side, and "cannot tell" in
   between. A thin window that is low by chance (13 clicks of 500 impressions against a
   4.5 % CTR) therefore does not page, while an outage (12 paid of 20) does.
-* an anomaly alert starts when the detector's verdict is anomalous *and* the value is
-  outside its expected band (the alert shows that band: an alert whose value sits inside
-  it would not say why it fires), and lasts while the value stays outside the band
-  (:attr:`Sample.holds`), so it resolves when the value is back inside, the same notion
-  the playbooks' recovery uses (:attr:`~shoppulse.streams.records.Verdict.inside_band`),
-  not when the detector's episode happens to end.
+* an anomaly alert starts on the detector's verdict, and lasts while that verdict is
+  anomalous *or* the value is outside its expected band (:attr:`Sample.holds`): it never
+  resolves with the value still far off because the detector's level absorbed the shift,
+  and it resolves once the value is back inside the band, the notion the playbooks'
+  recovery uses (:attr:`~shoppulse.streams.records.Verdict.inside_band`). It may start
+  with the latest value inside the band: the detector's evidence runs over several
+  windows (a stock-out's basket rate at 0 for 9 windows against a per-window band floored
+  at 0 leaves the band in none of them), which an alert on single windows would miss.
 """
 
 from __future__ import annotations
@@ -134,8 +136,7 @@ class AnomalyRule(Rule):
             return Sample(cond=None, **base)  # no value: the band cannot be judged
         level = self.spec.min_score
         alarm = v.anomalous if level is None else v.score >= level
-        outside = not v.inside_band
-        return Sample(cond=alarm and outside, holds=outside,
+        return Sample(cond=alarm, holds=alarm or not v.inside_band,
                       distance=_outside(v.value, v.lower, v.upper, v.expected), **base)
 
 
