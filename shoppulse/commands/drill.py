@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -285,8 +286,6 @@ def progress(port: int) -> tuple[int, float, float]:
 
 def runs_of(port: int) -> list[dict[str, Any]]:
     """The worker's runs (``GET /playbooks/runs``); none when it cannot answer."""
-    import json
-
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/playbooks/runs",
                                     timeout=10) as resp:
