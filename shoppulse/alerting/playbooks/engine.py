@@ -57,12 +57,18 @@ class Run:
     completed: list[str] = field(default_factory=list)
     in_flight: str | None = None
     cleared_at: float | None = None
-    """Event time the alert resolved, for a run that protects no metric series (an
-    absence on a topic has no verdicts: its recovery is the flow coming back)."""
+    """Event time the alert resolved (``None`` while it fires): the recovery of a run that
+    reads no verdicts, or of one whose series the detector is still learning."""
 
     @property
     def open(self) -> bool:
         return self.outcome is None
+
+    @property
+    def reads_verdicts(self) -> bool:
+        """Its alert names a metric series; an absence on a topic has no verdicts, so its
+        recovery is the flow coming back (the alert's resolve)."""
+        return bool(self.labels.get("metric"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +223,7 @@ class Engine:
             if run is None or run.fingerprint != alert.fingerprint or run.cleared_at:
                 continue
             run.cleared_at = alert.ends_at or alert.at
-            if run.stage == "evaluate" and not run.labels.get("metric"):
+            if run.stage == "evaluate" and not run.reads_verdicts:
                 steps.append(self._recover_cleared(run, now))
             self._save(run)
         return steps, []
@@ -391,7 +397,7 @@ class Engine:
         run.acted_at = max(event_now or 0.0, run.detected_at)
         steps = [self.record(run, "evaluate", "started", now=now,
                              inputs={"series": run.series, "windows": book.evaluate.windows})]
-        if run.cleared_at is not None and not run.labels.get("metric"):
+        if run.cleared_at is not None and not run.reads_verdicts:
             # an absence alert resolved while the actions ran: the flow is back
             steps.append(self._recover_cleared(run, now))
         self._save(run)
