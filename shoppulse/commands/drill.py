@@ -189,10 +189,9 @@ class Watcher:
     def firing(self, fingerprint: str, at: float) -> tuple[Alert, float] | None:
         """The firing that started a run (its alert's event time), else the latest before:
         an alert fires again in a later wave, and that episode is the one to time."""
-        seen = sorted(self.alerts.get(fingerprint, []), key=lambda aw: aw[0].at)
-        exact = [aw for aw in seen if aw[0].at == at]
-        before = [aw for aw in seen if aw[0].at <= at]
-        return (exact or before or [None])[-1]
+        before = sorted((aw for aw in self.alerts.get(fingerprint, []) if aw[0].at <= at),
+                        key=lambda aw: aw[0].at)
+        return before[-1] if before else None  # the exact one, if any, sorts last
 
     def on_step(self, step: PlaybookStep) -> None:
         if step.stage == "identify" and step.status == "started":
