@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,13 @@ from pathlib import Path
 import pytest
 
 from shoppulse.streams.broker import die_with_parent, free_port
+
+
+def _ctr_run(text: str) -> str:
+    """The bot_traffic run CTR's alert started or joined."""
+    m = re.search(r"PLAYBOOK bot_traffic run (bot_traffic-\w+): (1/4 identify: "
+                  r"ctr\{channel=ads\}|the same incident: CtrSuspiciouslyHigh)", text)
+    return m.group(1) if m else ""
 
 
 def _metrics(port: int) -> str:
@@ -45,6 +53,7 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
         ln.decode(errors="replace").rstrip() for ln in demo.stdout), daemon=True)
     reader.start()
     firing_on_metrics = False
+    run_id = ""
     try:
         # the history (past the detectors' warm-up: evaluate counts judged windows only)
         # and the live part take ~4 min when the machine is idle; at load 5 the worker
@@ -56,7 +65,9 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
             if not firing_on_metrics and "ALERT FIRING CtrSuspiciouslyHigh" in text:
                 firing_on_metrics = ('shoppulse_alerts_firing{rule="CtrSuspiciouslyHigh",'
                                      'severity="warning"} 1.0') in _metrics(port)
-            if "ALERT RESOLVED CtrSuspiciouslyHigh" in text and "recovered after" in text:
+            run_id = run_id or _ctr_run(text)
+            if ("ALERT RESOLVED CtrSuspiciouslyHigh" in text and run_id
+                    and f"run {run_id}: recovered after" in text):
                 break
             time.sleep(1)
     finally:
@@ -70,25 +81,34 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
         reader.join(10)
     out = "\n".join(lines)
 
-    def at(needle: str) -> int:
-        i = out.find(needle)
+    def at(needle: str, text: str = out) -> int:
+        i = text.find(needle)
         assert i >= 0, f"{needle!r} not in the demo's output:\n{out[-4000:]}"
         return i
 
     fired = at("ALERT FIRING CtrSuspiciouslyHigh (warning) ctr{channel=ads} value")
-    book = "PLAYBOOK bot_traffic run bot_traffic-"
-    stages = [at(book + s) for s in ("", )] + [
-        out.find(s, fired) for s in (
-            "1/4 identify: ctr{channel=ads}",
-            "2/4 decide: awaiting approval; approved as the on-call (`shoppulse playbook "
-            "approve bot_traffic-",
-            "2/4 decide: approved by demo",
-            "3/4 act: notify_fraud_team, enable_bot_challenge, pause_affected_campaigns",
-            "4/4 evaluate: ctr{channel=ads}")]
-    recovered = out.find("recovered after 3 windows", fired)
+    assert run_id, f"no playbook run took in ctr{{channel=ads}}:\n{out[-4000:]}"
+    # the incident's run, in its own lines: the four stages in order, then recovered
+    story = "\n".join(ln for ln in lines if f"run {run_id}: " in ln)
+    stages = [at(s, story) for s in (
+        "1/4 identify: ",
+        "2/4 decide: awaiting approval; approved as the on-call (`shoppulse playbook "
+        f"approve {run_id}`)",
+        "2/4 decide: approved by demo",
+        "3/4 act: notify_fraud_team, enable_bot_challenge, pause_affected_campaigns",
+        "4/4 evaluate: ",
+        "recovered after 3 windows")]
+    assert stages == sorted(stages), story
+    # CTR's alert started the run or joined it, and evaluate waits for CTR back too
+    took_in = (f"run {run_id}: 1/4 identify: ctr{{channel=ads}}",
+               f"run {run_id}: the same incident: CtrSuspiciouslyHigh ctr{{channel=ads}}")
+    took = [i for t in took_in if (i := story.find(t)) >= 0]
+    assert took and took[0] < stages[5] and any(out.find(t, fired) >= 0 for t in took_in), \
+        out[-4000:]
+    # one incident, one bot_traffic run: its other alerts on ads joined it
+    books = set(re.findall(r"PLAYBOOK bot_traffic run (bot_traffic-\w+)", out))
+    assert books == {run_id}, out[-4000:]
     resolved = at("ALERT RESOLVED CtrSuspiciouslyHigh")
-    assert fired < stages[1] < stages[3] < stages[4] < stages[5] < recovered, out[-4000:]
-    assert fired < stages[2] < stages[4], out[-4000:]
     assert fired < resolved
     assert firing_on_metrics, "shoppulse_alerts_firing did not show the alert on /metrics"
     hooks = [json.loads(ln) for ln in (tmp_path / "shoppulse-demo-webhooks.jsonl")

@@ -241,13 +241,15 @@ def test_an_open_run_that_explains_an_alert_inhibits_a_second_playbook() -> None
     steps, _ = eng.on_alert(_firing("b2", "BounceHigh", {"metric": "bounce_overall"}),
                             now=140.0)
     assert steps[0].playbook == "bounce" and steps[0].status == "started"
+    site_run = steps[0].run_id
     # once the bots' alert resolved (their run still evaluating), it explains nothing more
     ctr = _firing("ctr-ads", "CtrHigh", {"metric": "ctr", "channel": "ads"})
     eng.on_alert(replace(ctr, state="resolved", at=T0 + 600, ends_at=T0 + 600), now=800.0)
     assert eng.get(bots_run).open
     steps, _ = eng.on_alert(_firing("bounce", "BounceHigh", {"metric": "bounce_overall"},
                                     top={"channel": "ads"}, episode=2), now=900.0)
-    assert steps[0].playbook == "bounce" and steps[0].status == "started"
+    # not inhibited: taken in by the open site-wide bounce run, whose alert names no channel
+    assert [(s.run_id, s.status) for s in steps] == [(site_run, "attached")]
 
 
 def test_inhibited_by_must_name_another_playbook_of_the_library(tmp_path) -> None:
@@ -264,3 +266,57 @@ def test_inhibited_by_must_name_another_playbook_of_the_library(tmp_path) -> Non
     # the shipped library's inhibitions name shipped playbooks
     books = load_library()
     assert books["landing_bounce_spike"].inhibited_by == ["bot_traffic"]
+
+
+def _judged(metric: str, labels: dict[str, str], start: float, value: float) -> Verdict:
+    return Verdict(score=0.1, expected=0.4, lower=0.3, upper=0.5, anomalous=value > 0.5,
+                   warming_up=False, metric=metric, labels=labels, window_start=start,
+                   window_end=start + 60, value=value)
+
+
+def test_one_incident_one_run_recovered_when_every_alert_of_it_is_back() -> None:
+    """Bots on ads raise sessions, CTR and impressions alerts on ads: one run, one approval,
+    and it recovers only when each of the three series is back inside its band."""
+    bots = book(name="bots", trigger=['alertname=~"SessionsHigh|CtrHigh|ImprHigh"'],
+                decide={"mode": "approval"})
+    eng = Engine({"bots": bots})
+    ads = {"channel": "ads"}
+    steps, _ = eng.on_alert(_firing("s-ads", "SessionsHigh", {"metric": "sessions", **ads}),
+                            now=100.0)
+    run_id = steps[0].run_id
+    ctr = _firing("ctr-ads", "CtrHigh", {"metric": "ctr", **ads})
+    steps, calls = eng.on_alert(ctr, now=110.0)
+    assert [(s.run_id, s.status) for s in steps] == [(run_id, "attached")] and calls == []
+    assert steps[0].inputs["rule"] == "CtrHigh" and steps[0].inputs["series"] == "ctr{channel=ads}"
+    impr = _firing("impr", "ImprHigh", {"metric": "impressions", "channel": "ads",
+                                        "platform": "web"})
+    assert eng.on_alert(impr, now=115.0)[0][0].status == "attached"
+    # search's CTR is another incident; a replay of a member changes nothing
+    search = _firing("ctr-search", "CtrHigh", {"metric": "ctr", "channel": "search"})
+    other = eng.on_alert(search, now=120.0)[0][0]
+    assert other.status == "started" and other.run_id != run_id
+    assert eng.on_alert(ctr, now=130.0) == ([], [])
+    run = eng.get(run_id)
+    assert run.watched == {"sessions{channel=ads}", "ctr{channel=ads}",
+                           "impressions{channel=ads,platform=web}"}
+    assert len(eng.open()) == 2  # the run is under three keys, counted once
+    # one approval for the incident
+    steps, calls = eng.approve(run_id, "alice", now=140.0)
+    drive(eng, calls)
+    assert eng.get(run_id).stage == "evaluate"
+    out: list[Any] = []
+    for i in range(4):  # sessions and impressions back, CTR still high
+        t = T0 + 240 + 60 * i
+        out += eng.on_verdict(_judged("sessions", ads, t, 0.4), now=200.0)[0]
+        out += eng.on_verdict(_judged("impressions", {**ads, "platform": "web"}, t, 0.4),
+                              now=200.0)[0]
+        out += eng.on_verdict(_judged("ctr", ads, t, 0.8), now=200.0)[0]
+    assert out == [] and eng.get(run_id).open
+    for i in range(4, 7):  # CTR back for three windows: now the incident is over
+        t = T0 + 240 + 60 * i
+        out += eng.on_verdict(_judged("ctr", ads, t, 0.4), now=300.0)[0]
+    assert [(s.run_id, s.status) for s in out] == [(run_id, "recovered")]
+    assert out[0].result["series"] == "ctr{channel=ads}" and out[0].result["members"] == 2
+    assert all(not k.endswith(("s-ads", "ctr-ads", "impr")) for k in eng.open_runs)
+    # the member's alert fires again after the run closed: replayed, it starts nothing
+    assert eng.on_alert(ctr, now=400.0) == ([], [])

@@ -105,10 +105,8 @@ class PlaybookMetrics:
 
     def refresh(self, engine: Engine) -> None:
         counts: dict[tuple[str, str], int] = {}
-        for run_id in list(engine.open_runs.values()):
-            run = engine.get(run_id)
-            if run is not None:
-                counts[(run.playbook, run.stage)] = counts.get((run.playbook, run.stage), 0) + 1
+        for run in engine.open():
+            counts[(run.playbook, run.stage)] = counts.get((run.playbook, run.stage), 0) + 1
         for key in self.shown - set(counts):
             self.active.labels(*key).set(0)
         for key, n in counts.items():
@@ -189,11 +187,9 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
                     for tp in app.assignor.assigned_actives())
         if not owned:
             return None
-        out = set()
-        for run_id in list(engine.open_runs.values()):
-            run = engine.get(run_id)
-            if run is not None:
-                out.add(run.series)
+        out: set[str] = set()
+        for run in engine.open():
+            out |= run.watched
         return out
 
     @app.agent(anomalies_topic, name="playbook-verdicts")
@@ -286,6 +282,9 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
                                 "awaiting_approval": run.approval_deadline is not None,
                                 "acknowledged_by": run.acknowledged_by,
                                 "windows_inside": run.inside,
+                                "members": [{"rule": m["rule"], "series": m["series"],
+                                             "windows_inside": m["inside"]}
+                                            for m in run.members.values()],
                                 "windows_needed": engine.playbooks[run.playbook].evaluate.windows
                                 if run.playbook in engine.playbooks else None,
                                 "last_verdict": run.context.get("last_verdict"),

@@ -137,9 +137,16 @@ class Story:
                     break  # tell the actions once they are all done
                 lines.append(f"{head}: 3/4 act: {', '.join(r.get('completed') or []) or '-'}")
             else:
-                lines.append(f"{head}: 4/4 evaluate: {r.get('series', '')} back inside its "
-                             f"band for {r.get('windows_needed')} windows?")
+                watched = [r.get("series", ""), *(m.get("series") for m in
+                                                  r.get("members") or [] if m.get("series"))]
+                lines.append(f"{head}: 4/4 evaluate: {', '.join(dict.fromkeys(watched))} back "
+                             f"inside {'its band' if len(set(watched)) == 1 else 'their bands'}"
+                             f" for {r.get('windows_needed')} windows?")
             self.stage_of[rid] = i + 1
+        for m in r.get("members") or []:
+            if self._once(("member", rid, m.get("series"), m.get("rule"))):
+                lines.append(f"{head}: the same incident: {m.get('rule')} "
+                             f"{m.get('series') or ''}, watched until it is back too")
         if r.get("outcome") and self._once(("outcome", rid)):
             if r["outcome"] == "recovered":
                 lines.append(f"{head}: recovered after {r.get('windows_inside')} windows")

@@ -6,9 +6,12 @@ never performs a side effect itself; it hands out :class:`Call` s that a runner 
 after claiming them (:mod:`shoppulse.alerting.playbooks.runner`), and it learns each
 outcome through :meth:`Engine.finished`.
 
-A run is unique per (playbook, alert fingerprint) while open: a new firing of the same
-fingerprint attaches to it. Stages: ``identify`` -> ``decide`` -> ``act`` -> ``evaluate``
--> closed with an outcome (``recovered``, ``escalated``, ``rejected``, ``failed``).
+A run is unique per incident while open: a new firing of the same fingerprint attaches
+to it, and so does another alert of the same playbook that names every dimension the run's
+alert names with the same value (bots on ads raise CTR, sessions and impressions alerts on
+ads: one run, one approval, recovered when each of those series is back).
+Stages: ``identify`` -> ``decide`` -> ``act`` -> ``evaluate`` -> closed with an outcome
+(``recovered``, ``escalated``, ``rejected``, ``failed``).
 Event time (the alert's and the verdicts' windows) drives evaluation; approvals wait in
 wall time, because humans answer in wall time.
 """
@@ -59,10 +62,22 @@ class Run:
     cleared_at: float | None = None
     """Event time the alert resolved (``None`` while it fires): the recovery of a run that
     reads no verdicts, or of one whose series the detector is still learning."""
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The incident's other alerts (fingerprint -> rule, labels, series, episodes and their
+    own recovery count): the run recovers when they are back too, not only its first."""
 
     @property
     def open(self) -> bool:
         return self.outcome is None
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [self.fingerprint, *self.members]
+
+    @property
+    def watched(self) -> set[str]:
+        """The series whose verdicts the run's evaluation reads."""
+        return {self.series, *(m["series"] for m in self.members.values() if m["series"])}
 
     @property
     def reads_verdicts(self) -> bool:
@@ -122,11 +137,21 @@ class Engine:
 
     def _save(self, run: Run) -> None:
         self.runs[run.run_id] = asdict(run)
-        key = f"{run.playbook}:{run.fingerprint}"
-        if run.open:
-            self.open_runs[key] = run.run_id
-        elif self.open_runs.get(key) == run.run_id:
-            del self.open_runs[key]
+        for fp in run.fingerprints:
+            key = f"{run.playbook}:{fp}"
+            if run.open:
+                self.open_runs[key] = run.run_id
+            elif self.open_runs.get(key) == run.run_id:
+                del self.open_runs[key]
+
+    def open(self) -> list[Run]:
+        """Each open run once (a run with members is under several keys)."""
+        out = []
+        for run_id in dict.fromkeys(list(self.open_runs.values())):
+            run = self.get(run_id)
+            if run is not None and run.open:
+                out.append(run)
+        return out
 
     def record(self, run: Run, stage: str, status: str, *, now: float, step: str = "",
                 who: str = "shoppulse", inputs: dict[str, Any] | None = None,
@@ -156,28 +181,24 @@ class Engine:
         for book in self.playbooks.values():
             if book.name != linked and not book.matches(labels):
                 continue
-            if book.inhibited_by and (source := self._inhibitor(book.inhibited_by, labels)):
+            if book.inhibited_by and (source := self._explaining(book.inhibited_by, labels)):
                 steps += self._inhibit(source, book.name, alert, now)
                 continue
             open_id = self.open_runs.get(f"{book.name}:{alert.fingerprint}")
-            if open_id is not None:
-                run = self.get(open_id)
-                if run is not None and run.open:
-                    if alert.episode not in run.episodes:
-                        run.episodes.append(alert.episode)
-                        run.cleared_at = None  # firing again: not cleared any more
-                        self._save(run)
-                        steps.append(self.record(run, run.stage, "attached", now=now,
-                                                  inputs={"episode": alert.episode}))
-                    continue
+            run = None if open_id is None else self.get(open_id)
+            if run is not None and run.open:
+                steps += self._refire(run, alert, now)
+                continue
             run_id = run_id_of(book.name, alert.fingerprint, alert.episode)
             if run_id in self.runs:
                 continue  # a replayed alert: this episode already has its run
-            metric = alert.labels.get("metric", "")
-            series_labels = {k: v for k, v in alert.labels.items()
-                             if k not in ("metric", "drill")}
+            if self._joined(book.name, alert):
+                continue  # a replayed alert that a run, since closed, took in
+            if (source := self._explaining([book.name], labels)) is not None:
+                steps.append(self._join(source, alert, now))
+                continue
             run = Run(run_id=run_id, playbook=book.name, fingerprint=alert.fingerprint,
-                      series=series_key(metric, series_labels), labels=dict(alert.labels),
+                      series=alert_series(alert), labels=dict(alert.labels),
                       alert=alert_summary(alert), detected_at=alert.at, started_at=now,
                       episodes=[alert.episode])
             steps.append(self.record(run, "identify", "started", now=now,
@@ -187,21 +208,53 @@ class Engine:
             calls += c
         return steps, calls
 
-    def _inhibitor(self, names: list[str], labels: dict[str, str]) -> Run | None:
+    def _explaining(self, names: list[str], labels: dict[str, str]) -> Run | None:
         """An open run of one of ``names`` that explains an alert with these match labels,
         as Alertmanager's inhibition: the run's alert is still firing (not resolved), and
         the new alert names every dimension the run's alert names with the same value
         (``equal``, on the ``where_`` labels: bots on ads explain a site-wide bounce whose top
-        contributor is ads; not search's bounce, nor a site-wide drop naming no channel)."""
-        for run_id in list(self.open_runs.values()):
-            run = self.get(run_id)
-            if (run is None or not run.open or run.playbook not in names
-                    or run.cleared_at is not None):
+        contributor is ads; not search's bounce, nor a site-wide drop naming no channel).
+        Another playbook's run inhibits the alert; the same playbook's run takes it in."""
+        for run in self.open():
+            if run.playbook not in names or run.cleared_at is not None:
                 continue
             theirs = where_labels(run.labels, run.alert.get("contributors") or [])
             if all(labels.get(k) == v for k, v in theirs.items()):
                 return run
         return None
+
+    def _refire(self, run: Run, alert: Alert, now: float) -> list[PlaybookStep]:
+        """A new episode of an alert the run already has: firing again, not cleared."""
+        member = run.members.get(alert.fingerprint)
+        episodes = run.episodes if member is None else member["episodes"]
+        if alert.episode in episodes:
+            return []  # a replay
+        episodes.append(alert.episode)
+        if member is None:
+            run.cleared_at = None
+        else:
+            member["cleared_at"] = None
+        self._save(run)
+        return [self.record(run, run.stage, "attached", now=now, inputs={
+            "fingerprint": alert.fingerprint, "episode": alert.episode})]
+
+    def _join(self, run: Run, alert: Alert, now: float) -> PlaybookStep:
+        """Another alert of the run's incident becomes a member: watched until it is back."""
+        series = alert_series(alert) if alert.labels.get("metric") else ""
+        run.members[alert.fingerprint] = {
+            "rule": alert.rule, "labels": dict(alert.labels), "series": series,
+            "episodes": [alert.episode], "at": alert.at, "value": alert.value,
+            "inside": 0, "last_window": 0.0, "cleared_at": None}
+        self._save(run)
+        return self.record(run, run.stage, "attached", now=now, inputs={
+            "fingerprint": alert.fingerprint, "episode": alert.episode, "rule": alert.rule,
+            "labels": alert.labels, "series": series, "at": alert.at, "value": alert.value})
+
+    def _joined(self, playbook: str, alert: Alert) -> bool:
+        return any(
+            alert.episode in data["members"][alert.fingerprint]["episodes"]
+            for data in self.runs.values()
+            if data["playbook"] == playbook and alert.fingerprint in data.get("members", {}))
 
     def _inhibit(self, run: Run, playbook: str, alert: Alert, now: float
                  ) -> list[PlaybookStep]:
@@ -218,57 +271,87 @@ class Engine:
 
     def _cleared(self, alert: Alert, now: float) -> tuple[list[PlaybookStep], list[Call]]:
         steps: list[PlaybookStep] = []
-        for run_id in list(self.open_runs.values()):
-            run = self.get(run_id)
-            if run is None or run.fingerprint != alert.fingerprint or run.cleared_at:
+        at = alert.ends_at or alert.at
+        for run in self.open():
+            member = run.members.get(alert.fingerprint)
+            if member is not None and member["cleared_at"] is None:
+                member["cleared_at"] = at
+            elif run.fingerprint == alert.fingerprint and not run.cleared_at:
+                run.cleared_at = at
+            else:
                 continue
-            run.cleared_at = alert.ends_at or alert.at
-            if run.stage == "evaluate" and not run.reads_verdicts:
-                steps.append(self._recover_cleared(run, now))
+            if run.stage == "evaluate" and self._back(run):
+                steps.append(self._recover_cleared(run, now, at))
             self._save(run)
         return steps, []
 
-    def _recover_cleared(self, run: Run, now: float, **why: Any) -> PlaybookStep:
-        at = max(run.cleared_at or run.detected_at, run.acted_at or 0.0)
+    def _back(self, run: Run) -> bool:
+        """Every alert of the run is back: its series inside the band for N windows, or,
+        with no verdicts to read (an absence; a series still warming up), its alert
+        resolved."""
+        n = self.playbooks[run.playbook].evaluate.windows
+        first = run.inside >= n or (run.cleared_at is not None and (
+            not run.reads_verdicts or run.context.get("warming_up", False)))
+        return first and all(
+            m["inside"] >= n or (m["cleared_at"] is not None and not m["series"])
+            or m.get("warming_up", False) for m in run.members.values())
+
+    def _recover_cleared(self, run: Run, now: float, at: float | None = None, **why: Any
+                         ) -> PlaybookStep:
+        """Recovered on an alert's resolve (the last of the run's alerts to be back)."""
+        at = max(at or run.cleared_at or run.detected_at, run.acted_at or 0.0)
         run.outcome, run.recovered_at = "recovered", at
         return self.record(run, "evaluate", "recovered", now=now,
                            result={"cleared": True, "ttr_s": at - run.detected_at, **why})
 
     def on_verdict(self, verdict: Verdict, now: float) -> tuple[list[PlaybookStep], list[Call]]:
-        """Evaluation: count consecutive windows of the protected series inside the band."""
+        """Evaluation: count consecutive windows of each watched series inside the band."""
         steps: list[PlaybookStep] = []
         calls: list[Call] = []
         key = series_key(verdict.metric, verdict.labels)
-        for run_id in list(self.open_runs.values()):
-            run = self.get(run_id)
-            if run is None or run.stage != "evaluate" or run.series != key:
+        for run in self.open():
+            if run.stage != "evaluate" or key not in run.watched or run.acted_at is None:
                 continue
-            if verdict.window_start <= run.last_window or run.acted_at is None:
-                continue  # judged already, or a window from before the actions took effect
             if verdict.window_end <= run.acted_at:
-                continue
-            if (verdict.warming_up and run.cleared_at is not None
-                    and verdict.window_end >= run.cleared_at):
-                # no band to judge yet (a series the detector is still learning, e.g. a
-                # carrier's first half hour): the rule's own resolve, reached on this clock,
-                # is the evidence there is, rather than a run that waits hours to escalate
-                steps.append(self._recover_cleared(run, now, warming_up=True))
-                self._save(run)
-                continue
-            run.last_window = verdict.window_start
-            run.inside = run.inside + 1 if verdict.inside_band else 0
-            # what the responder asks of a run that does not recover: where is the series?
-            run.context["last_verdict"] = {
-                "window_start": verdict.window_start, "value": verdict.value,
-                "lower": verdict.lower, "upper": verdict.upper,
-                "warming_up": verdict.warming_up}
+                continue  # a window from before the actions took effect
+            counted = False
+            if run.series == key and verdict.window_start > run.last_window:
+                counted = True
+                if (verdict.warming_up and run.cleared_at is not None
+                        and verdict.window_end >= run.cleared_at):
+                    # no band to judge yet (a series the detector is still learning, e.g. a
+                    # carrier's first half hour): the rule's own resolve, reached on this
+                    # clock, is the evidence there is, rather than a run that waits hours
+                    # to escalate
+                    run.context["warming_up"] = True
+                run.last_window = verdict.window_start
+                run.inside = run.inside + 1 if verdict.inside_band else 0
+                # what the responder asks of a run that does not recover: where is it?
+                run.context["last_verdict"] = {
+                    "window_start": verdict.window_start, "value": verdict.value,
+                    "lower": verdict.lower, "upper": verdict.upper,
+                    "warming_up": verdict.warming_up}
+            for m in run.members.values():
+                if m["series"] != key or verdict.window_start <= m["last_window"]:
+                    continue
+                counted = True
+                m["last_window"] = verdict.window_start
+                m["inside"] = m["inside"] + 1 if verdict.inside_band else 0
+                if (verdict.warming_up and m["cleared_at"] is not None
+                        and verdict.window_end >= m["cleared_at"]):
+                    m["warming_up"] = True
+            if not counted:
+                continue  # judged already (a replayed verdict)
             book = self.playbooks[run.playbook]
-            if run.inside >= book.evaluate.windows:
+            if self._back(run) and run.inside < book.evaluate.windows:
+                steps.append(self._recover_cleared(run, now, warming_up=True))
+            elif self._back(run):
                 run.outcome, run.recovered_at = "recovered", verdict.window_end
                 steps.append(self.record(
                     run, "evaluate", "recovered", now=now,
                     result={"windows": run.inside, "value": verdict.value,
                             "lower": verdict.lower, "upper": verdict.upper,
+                            "series": key, "members": len(run.members),
                             "ttr_s": verdict.window_end - run.detected_at}))
             elif verdict.window_end - run.acted_at >= book.evaluate.timeout:
                 s, c = self._escalate(run, book.evaluate.escalate_to, "evaluate", now,
@@ -304,9 +387,8 @@ class Engine:
         """Approvals past their deadline escalate and never act."""
         steps: list[PlaybookStep] = []
         calls: list[Call] = []
-        for run_id in list(self.open_runs.values()):
-            run = self.get(run_id)
-            if (run is None or run.stage != "decide" or run.approval_deadline is None
+        for run in self.open():
+            if (run.stage != "decide" or run.approval_deadline is None
                     or now < run.approval_deadline):
                 continue
             book = self.playbooks[run.playbook]
@@ -406,9 +488,8 @@ class Engine:
     def pending(self) -> list[Call]:
         """Calls of runs that were mid-``act`` when the process stopped: resume them."""
         out = []
-        for run_id in list(self.open_runs.values()):
-            run = self.get(run_id)
-            if run is None or run.stage != "act" or run.in_flight is None:
+        for run in self.open():
+            if run.stage != "act" or run.in_flight is None:
                 continue
             book = self.playbooks.get(run.playbook)
             if book is None or run.step >= len(book.act):
@@ -469,6 +550,12 @@ def where_labels(labels: dict[str, str], contributors: list[dict[str, Any]]
         for dim, value in (contributors[0].get("labels") or {}).items():
             where.setdefault(dim, str(value))
     return {f"where_{k}": v for k, v in where.items()}
+
+
+def alert_series(alert: Alert) -> str:
+    """The series an alert is about: its metric and labels, less ``drill``."""
+    return series_key(alert.labels.get("metric", ""), {
+        k: v for k, v in alert.labels.items() if k not in ("metric", "drill")})
 
 
 def alert_summary(alert: Alert) -> dict[str, Any]:
