@@ -1,14 +1,15 @@
 """``shoppulse demo``: embedded broker, simulator and worker, with a live terminal view.
 
-The worker and the simulator run as child processes (the same commands an
-operator would run by hand); the view reads nothing but the worker's /metrics and
-/alerts, so what it shows is exactly what Prometheus would scrape and a responder
-would be told.
+The worker runs as a child process (the command an operator would run by hand), the
+simulator in a thread of the demo (:class:`~shoppulse.streams.feed.Feed`); the view reads
+nothing but the worker's /metrics and /alerts, so what it shows is exactly what Prometheus
+would scrape and a responder would be told.
 
-Before going live the demo pre-warms the detectors: a first simulator produces
-``history`` of event time before now as fast as it can, so the detectors are past
-their warm-up when the live simulator (1x speed, event time from now) reaches its
-scheduled incident. The view leads with the site-wide series and the alerts.
+Before going live the demo pre-warms the detectors: its simulator produces ``history`` of
+event time before now as fast as it can, so the detectors are past their warm-up when the
+live part (the same simulator going on at 1x speed, event time from now: no session is cut
+at the seam) reaches its scheduled incident. The view leads with the site-wide series and
+the alerts.
 
 The incident's alert reaches a signed webhook receiver the demo runs (every payload a
 line of ``shoppulse-demo-webhooks.jsonl``), starts its playbook, whose four stages the
@@ -20,6 +21,7 @@ and the alert's resolve.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import signal
@@ -38,8 +40,11 @@ from shoppulse.alerting.notifiers.receiver import WebhookReceiver
 from shoppulse.commands.alerts_view import alerts_table, fetch
 from shoppulse.commands.demo_story import Story, clock
 from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
+from shoppulse.streams.config import load_config
+from shoppulse.streams.feed import Feed
 from shoppulse.streams.incidents import parse_incident
-from shoppulse.streams.simulator import diurnal_factor
+from shoppulse.streams.simulator import Simulator, diurnal_factor
+from shoppulse.streams.topics import ensure_topics
 
 #: Sessions a second the demo aims at when it starts (``--rate`` is the evening peak): enough
 #: for the site-wide rules' minimum denominators in 10 s windows at any hour of the day.
@@ -227,18 +232,24 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
             f"{{type: webhook, url: '{hooks.url}', secrets_env: [SHOPPULSE_DEMO_WEBHOOK_SECRET],"
             " group_by: ['...'], group_wait: 0s, group_interval: 10s}")}
     procs: list[subprocess.Popen[bytes]] = []
+    feed: Feed | None = None
     with EmbeddedBroker() as broker:
         console.print(f"embedded Kafka (Tansu) on {broker.url}")
         cmd = [sys.executable, "-m", "shoppulse.commands.cli"]
         logs = open("shoppulse-demo.log", "ab")  # noqa: SIM115
         try:
-            live_from = time.time()  # event time of the live simulator; history before it
-            sim = [*cmd, "simulate", "--broker", broker.url, "--config", config_path,
-                   "--rate", str(rate)]
-            live = [*sim, "--speed", f"{speed:g}", "--duration", "30d", "--start",
-                    repr(live_from)]
-            for spec in incidents:
-                live += ["--incident", spec]
+            live_from = time.time()  # event time of the live part; history before it
+            # one simulator for the history and the live part, so the sessions in progress
+            # at the seam go on (two simulators cut them: landings read as bounces)
+            try:
+                parsed = [parse_incident(spec, origin=live_from) for spec in incidents]
+            except ValueError as exc:
+                raise SystemExit(f"--incident: {exc}") from None
+            sim = Simulator(seed=11, rate=rate, start=live_from - history, incidents=parsed)
+            cfg = ensure_topics(load_config(config_path, overrides={"broker": broker.url}),
+                                broker.bootstrap)
+            feed = Feed(cfg, broker.bootstrap, sim, [live_from, math.inf], [0.0, speed])
+            feed.start()
             if history > 0:
                 # the history goes onto the topics before the worker starts: the worker then
                 # reads it in rounds of thousands of events, a few hundred partials in all.
@@ -247,21 +258,15 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
                 # worker stayed minutes behind its traffic (README, Known issues).
                 console.print(f"pre-warming the detectors: producing {history / 60:g} min of "
                               "simulated history at full speed, then starting the worker ...")
-                warm = subprocess.Popen(
-                    [*sim, "--speed", "0", "--seed", "11", "--duration", f"{history:g}s",
-                     "--start", repr(live_from - history)], env=env, stdout=logs,
-                    stderr=logs, start_new_session=True, preexec_fn=die_with_parent)
-                procs.append(warm)
-                if warm.wait() != 0:
-                    raise SystemExit(f"the history simulator exited with {warm.returncode}; "
-                                     "see shoppulse-demo.log")
-                procs.remove(warm)
+                while feed.segment < 1 and feed.error is None:
+                    time.sleep(0.2)
+                if feed.error is not None:
+                    raise SystemExit(f"producing the history failed: {feed.error!r}")
+            feed.release(1)  # live from here, at `speed`
             procs.append(subprocess.Popen(
                 [*cmd, "worker", "--broker", broker.url, "--config", config_path,
                  "--web-port", str(web_port)], env=env, stdout=logs, stderr=logs,
                 start_new_session=True, preexec_fn=die_with_parent))
-            procs.append(subprocess.Popen(live, env=env, stdout=logs, stderr=logs,
-                                          start_new_session=True, preexec_fn=die_with_parent))
             url = f"http://127.0.0.1:{web_port}/metrics"
             base = f"http://127.0.0.1:{web_port}"
             console.print(f"worker metrics on {url}; alerts on {base}/alerts; incidents "
@@ -275,8 +280,7 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
             console.print(f"webhook receiver (signed, verified) on {hooks.url}; what it "
                           f"receives: {os.path.abspath(HOOKS_LOG)}", soft_wrap=True)
             console.print("logs in shoppulse-demo.log; Ctrl-C stops everything")
-            windows = [(i.start, i.end) for i in
-                       (parse_incident(spec, origin=live_from) for spec in incidents)]
+            windows = [(i.start, i.end) for i in parsed]
             for spec, (start, end) in zip(incidents, windows, strict=True):
                 console.print(f"incident {spec}: event time {clock(start)} to {clock(end)} "
                               "UTC; its alerts fire after their `for` and resolve after "
@@ -293,6 +297,8 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
                         if p.poll() is not None:
                             raise SystemExit(f"{p.args[3]} exited with {p.returncode}; "
                                              "see shoppulse-demo.log")
+                    if feed.error is not None or not feed.is_alive():
+                        raise SystemExit(f"the simulator stopped: {feed.error!r}")
                     if broker.process is None or broker.process.poll() is not None:
                         raise SystemExit("the embedded broker exited; stopping")
                     with contextlib.suppress(OSError):
@@ -319,6 +325,8 @@ def run_demo(config_path: str, *, web_port: int, rate: float | None, incidents: 
         except KeyboardInterrupt:
             console.print("stopping ...")
         finally:
+            if feed is not None:
+                feed.stop()
             stop_groups(procs)
             hooks.stop()
             logs.close()

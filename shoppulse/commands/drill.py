@@ -22,7 +22,6 @@ import re
 import secrets
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 
 from shoppulse.streams.broker import EmbeddedBroker, die_with_parent, free_port, stop_groups
 from shoppulse.streams.config import DEFAULT_PATH
+from shoppulse.streams.feed import Feed
 from shoppulse.streams.records import Alert, PlaybookStep
 
 DRILL_START = 1_767_290_400.0  # 2026-01-01 18:00 UTC: the evening, when the shop is busy
@@ -291,52 +291,6 @@ def runs_of(port: int) -> list[dict[str, Any]]:
             return list(json.loads(resp.read()).get("runs", []))
     except (OSError, ValueError):
         return []
-
-
-class Feed(threading.Thread):
-    """The simulator, in this process, producing the drill's event time segment by segment.
-
-    Why segments: at full speed event time runs ahead while a run waits for its approval and
-    its actions (wall time), and evaluate counts only windows after the actions; a stream that
-    had already ended by then would leave nothing to count. The drill therefore holds event
-    time at the end of each wave (``ends``) and lets it go on (:meth:`release`) once the
-    wave's runs are evaluating, as an exercise clock stops while the responders act.
-    """
-
-    def __init__(self, config: Any, bootstrap: str, sim: Any, ends: list[float]) -> None:
-        super().__init__(name="drill-feed", daemon=True)
-        self.config, self.bootstrap, self.sim, self.ends = config, bootstrap, sim, ends
-        self.gates = [threading.Event() for _ in ends]
-        self.gates[0].set()
-        self.produced = sim.start  # event time produced so far
-        self.segment = 0  # segments fully produced
-        self.error: BaseException | None = None
-        self.stopping = False
-
-    def release(self, segment: int) -> None:
-        if segment < len(self.gates):
-            self.gates[segment].set()
-
-    def stop(self) -> None:
-        self.stopping = True
-        for g in self.gates:
-            g.set()
-
-    def run(self) -> None:
-        from shoppulse.streams.producer import produce_async
-
-        partitions = {t: spec.partitions for t, spec in self.config.topics.items()}
-        try:
-            for i, end in enumerate(self.ends):
-                self.gates[i].wait()
-                if self.stopping:
-                    return
-                asyncio.run(produce_async(
-                    self.bootstrap, self.sim.events(end - self.produced), partitions,
-                    client_options=self.config.kafka.client_options()))
-                self.produced, self.segment = end, i + 1
-        except BaseException as exc:  # reported by the drill's loop, not lost in a thread
-            self.error = exc
 
 
 def segment_ends(drills: list[Drill], total: float) -> list[float]:
