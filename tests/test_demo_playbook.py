@@ -80,6 +80,7 @@ def test_demo_alert_playbook_recovery_and_resolve(tmp_path: Path):
             demo.wait(10)
         reader.join(10)
     out = "\n".join(lines)
+    (tmp_path / "demo-output.txt").write_text(out)  # the whole story, kept by pytest
 
     def at(needle: str, text: str = out) -> int:
         i = text.find(needle)

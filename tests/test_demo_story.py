@@ -26,9 +26,9 @@ def test_fire_stages_approval_recovery_and_resolve_are_told_once_in_order():
     assert lines[0].startswith("ALERT FIRING PaymentSuccessLow (critical) "
                                "payment_success_overall value 0.400 expected 0.970 band "
                                "0.900..1.000 top contributors: platform=ios 60 %")
-    assert "approved as the on-call (`shoppulse playbook approve payment_outage-abc`)" \
-        in lines[1]
-    assert lines[2].endswith("1/4 identify: payment_success_overall")
+    assert lines[1].endswith("1/4 identify: payment_success_overall")
+    assert "2/4 decide: awaiting approval; approved as the on-call (`shoppulse playbook "\
+        "approve payment_outage-abc`)" in lines[2]  # after identify, as the run goes
     assert approved == ["payment_outage-abc"]
     assert story.update([FIRING], [run()]) == []  # nothing new, nothing told, no 2nd approval
     # the poll misses the act stage: it is told anyway, once the actions are done
@@ -60,3 +60,17 @@ def test_transitions_say_where_they_fall_against_the_incident_and_the_end_is_tol
     assert lines[-1].startswith("DEMO every alert that fired (1) has resolved and every "
                                 "playbook run is closed")
     assert story.update([resolved], [done]) == []  # told once
+
+
+def test_alerts_that_join_a_run_are_told_and_its_evaluate_names_every_series():
+    story = Story("http://x", "t", approve=lambda rid: True)
+    member = {"rule": "CtrHigh", "series": "ctr{channel=ads}", "windows_inside": 0}
+    r = run(stage="evaluate", awaiting_approval=False, acknowledged_by="auto",
+            completed=["notify"], members=[member])
+    lines = story.update([], [r])
+    tail = [ln.split(": ", 1)[1] for ln in lines]
+    assert tail[-2:] == [
+        "4/4 evaluate: payment_success_overall, ctr{channel=ads} back inside their bands for "
+        "3 windows?",
+        "the same incident: CtrHigh ctr{channel=ads}, watched until it is back too"]
+    assert story.update([], [r]) == []  # told once

@@ -118,17 +118,17 @@ class Story:
         reached = len(STAGES) if r.get("outcome") else STAGES.index(r["stage"]) + 1 \
             if r["stage"] in STAGES else 0
         lines = []
-        if r.get("awaiting_approval") and self._once(("approve", rid)):
-            ok = self.approve(rid)
-            lines.append(f"{head}: 2/4 decide: awaiting approval; approved as the on-call "
-                         f"(`shoppulse playbook approve {rid}`)"
-                         + ("" if ok else " - the approval was refused"))
         for i in range(self.stage_of.get(rid, 0), reached):
             stage = STAGES[i]
             if stage == "identify":
                 lines.append(f"{head}: 1/4 identify: {r.get('series', '')}")
             elif stage == "decide":
-                if ("approve", rid) in self.told and r.get("awaiting_approval"):
+                if r.get("awaiting_approval"):
+                    if self._once(("approve", rid)):
+                        ok = self.approve(rid)
+                        lines.append(f"{head}: 2/4 decide: awaiting approval; approved as the "
+                                     f"on-call (`shoppulse playbook approve {rid}`)"
+                                     + ("" if ok else " - the approval was refused"))
                     break  # not decided yet: tell it once it is
                 lines.append(f"{head}: 2/4 decide: approved by "
                              f"{r.get('acknowledged_by') or 'auto'}")
