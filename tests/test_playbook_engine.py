@@ -299,7 +299,7 @@ def test_one_incident_one_run_recovered_when_every_alert_of_it_is_back() -> None
     run = eng.get(run_id)
     assert run.watched == {"sessions{channel=ads}", "ctr{channel=ads}",
                            "impressions{channel=ads,platform=web}"}
-    assert len(eng.open()) == 2  # the run is under three keys, counted once
+    assert len(eng.active()) == 2  # the run is under three keys, counted once
     # one approval for the incident
     steps, calls = eng.approve(run_id, "alice", now=140.0)
     drive(eng, calls)

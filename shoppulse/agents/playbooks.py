@@ -105,7 +105,7 @@ class PlaybookMetrics:
 
     def refresh(self, engine: Engine) -> None:
         counts: dict[tuple[str, str], int] = {}
-        for run in engine.open():
+        for run in engine.active():
             counts[(run.playbook, run.stage)] = counts.get((run.playbook, run.stage), 0) + 1
         for key in self.shown - set(counts):
             self.active.labels(*key).set(0)
@@ -188,7 +188,7 @@ def wire_playbooks(app: faust.App, config: Config, bootstrap: str, registry: Col
         if not owned:
             return None
         out: set[str] = set()
-        for run in engine.open():
+        for run in engine.active():
             out |= run.watched
         return out
 

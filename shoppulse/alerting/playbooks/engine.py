@@ -144,7 +144,7 @@ class Engine:
             elif self.open_runs.get(key) == run.run_id:
                 del self.open_runs[key]
 
-    def open(self) -> list[Run]:
+    def active(self) -> list[Run]:
         """Each open run once (a run with members is under several keys)."""
         out = []
         for run_id in dict.fromkeys(list(self.open_runs.values())):
@@ -215,7 +215,7 @@ class Engine:
         (``equal``, on the ``where_`` labels: bots on ads explain a site-wide bounce whose top
         contributor is ads; not search's bounce, nor a site-wide drop naming no channel).
         Another playbook's run inhibits the alert; the same playbook's run takes it in."""
-        for run in self.open():
+        for run in self.active():
             if run.playbook not in names or run.cleared_at is not None:
                 continue
             theirs = where_labels(run.labels, run.alert.get("contributors") or [])
@@ -272,7 +272,7 @@ class Engine:
     def _cleared(self, alert: Alert, now: float) -> tuple[list[PlaybookStep], list[Call]]:
         steps: list[PlaybookStep] = []
         at = alert.ends_at or alert.at
-        for run in self.open():
+        for run in self.active():
             member = run.members.get(alert.fingerprint)
             if member is not None and member["cleared_at"] is None:
                 member["cleared_at"] = at
@@ -309,7 +309,7 @@ class Engine:
         steps: list[PlaybookStep] = []
         calls: list[Call] = []
         key = series_key(verdict.metric, verdict.labels)
-        for run in self.open():
+        for run in self.active():
             if run.stage != "evaluate" or key not in run.watched or run.acted_at is None:
                 continue
             if verdict.window_end <= run.acted_at:
@@ -387,7 +387,7 @@ class Engine:
         """Approvals past their deadline escalate and never act."""
         steps: list[PlaybookStep] = []
         calls: list[Call] = []
-        for run in self.open():
+        for run in self.active():
             if (run.stage != "decide" or run.approval_deadline is None
                     or now < run.approval_deadline):
                 continue
@@ -488,7 +488,7 @@ class Engine:
     def pending(self) -> list[Call]:
         """Calls of runs that were mid-``act`` when the process stopped: resume them."""
         out = []
-        for run in self.open():
+        for run in self.active():
             if run.stage != "act" or run.in_flight is None:
                 continue
             book = self.playbooks.get(run.playbook)
