@@ -8,10 +8,13 @@ pending on 13 clicks of 500 impressions of normal traffic (4.5 % CTR, threshold 
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from typing import Any
 
 from shoppulse.alerting.engine import AlertEngine
 from shoppulse.alerting.rules import wilson
+from shoppulse.detectors import make_detector
 from shoppulse.streams.config import DEFAULT_PATH, load_config
 from shoppulse.streams.records import Alert, MetricPoint, Verdict
 
@@ -77,6 +80,32 @@ def test_a_sustained_shift_inside_the_per_window_band_fires_and_resolves_when_it
     got = feed(eng, vs)
     assert [(a.state, a.at) for a in got] == [("firing", T0 + 6 * W), ("resolved", T0 + 12 * W)]
     assert got[0].value == 0.0 and got[1].value == 0.09
+
+
+def test_an_anomaly_alert_resolves_when_the_evidence_fades_not_after_the_cooldown():
+    """A real detector: sessions at 5x for 5 minutes. Its alarm episode lasts a 15-minute
+    cooldown past the evidence (one incident, one episode); the alert holds on the evidence
+    (``Verdict.alarm_now``), so it resolves minutes after the incident, not a quarter of an
+    hour, and never while the value is still out of its band."""
+    rng = random.Random(3)
+    det = make_detector("default", family="count")
+    eng = AlertEngine(config(HEADLINE), {})
+    got: list[Alert] = []
+    episode_on: dict[float, bool] = {}
+    for i in range(700):
+        lam = 160.0 if 500 <= i < 530 else 30.0
+        v = det.update(T0 + i * W, float(max(0, round(rng.gauss(lam, lam ** 0.5)))))
+        v = replace(v, metric="sessions_started_overall", window_end=T0 + (i + 1) * W)
+        episode_on[v.window_start] = v.anomalous
+        got += eng.on_verdict(v)
+    assert [a.state for a in got] == ["firing", "resolved"]
+    fired, resolved = got
+    assert T0 + 500 * W <= fired.at <= T0 + 510 * W
+    end = T0 + 530 * W  # the incident's end
+    assert end < resolved.ends_at <= end + 30 * W  # minutes after, not 15
+    # the detector's episode was still on (its cooldown): it no longer holds the alert
+    assert episode_on[resolved.ends_at]
+    assert resolved.value is not None and resolved.lower <= resolved.value <= resolved.upper
 
 
 def test_a_verdict_without_a_value_neither_fires_nor_resolves():

@@ -120,6 +120,7 @@ class DetectorStage:
         return Verdict(
             score=verdict.score, expected=verdict.expected, lower=verdict.lower,
             upper=verdict.upper, anomalous=verdict.anomalous, warming_up=verdict.warming_up,
+            alarming=verdict.alarming,
             metric=point.metric, labels=point.labels, window_start=point.window_start,
             window_end=point.window_end, value=point.value, detector=verdict.detector)
 

@@ -12,11 +12,13 @@ Two judgements keep alerts honest on the numbers they show:
   threshold, good when the observed value is on the good side, and "cannot tell" in
   between. A thin window that is low by chance (13 clicks of 500 impressions against a
   4.5 % CTR) therefore does not page, while an outage (12 paid of 20) does.
-* an anomaly alert starts on the detector's verdict, and lasts while that verdict is
-  anomalous *or* the value is outside its expected band (:attr:`Sample.holds`): it never
-  resolves with the value still far off because the detector's level absorbed the shift,
-  and it resolves once the value is back inside the band, the notion the playbooks'
-  recovery uses (:attr:`~shoppulse.streams.records.Verdict.inside_band`). It may start
+* an anomaly alert starts on the detector's verdict, and lasts while the detector's
+  evidence is still above its release level (:attr:`~shoppulse.streams.records.Verdict.
+  alarm_now`: the alarm episode without its 15-minute cooldown) *or* the value is outside
+  its expected band (:attr:`Sample.holds`): it never resolves with the value still far off
+  because the detector's level absorbed the shift, and it resolves once the value is back
+  inside the band and the evidence has faded, the notion the playbooks' recovery uses
+  (:attr:`~shoppulse.streams.records.Verdict.inside_band`). It may start
   with the latest value inside the band: the detector's evidence runs over several
   windows (a stock-out's basket rate at 0 for 9 windows against a per-window band floored
   at 0 leaves the band in none of them), which an alert on single windows would miss.
@@ -135,7 +137,9 @@ class AnomalyRule(Rule):
         if v.warming_up or v.value is None or v.value != v.value:
             return Sample(cond=None, **base)  # no value: the band cannot be judged
         level = self.spec.min_score
-        alarm = v.anomalous if level is None else v.score >= level
+        # the evidence now, not the episode: that lasts the detector's cooldown, in which
+        # an alert would neither resolve nor, once resolved, stay so
+        alarm = v.alarm_now if level is None else v.score >= level
         return Sample(cond=alarm, holds=alarm or not v.inside_band,
                       distance=_outside(v.value, v.lower, v.upper, v.expected), **base)
 

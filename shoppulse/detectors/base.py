@@ -198,7 +198,9 @@ class Detector(AnomalyDetector):
         anomalous: bool,
         warming: bool | None = None,
     ) -> Verdict:
+        episode = getattr(self, "episode", None)  # the CUSUM detectors' (persistence.py)
         return Verdict(
+            alarming=bool(anomalous) and (episode is None or episode.hot >= ts),
             score=float(min(1.0, max(0.0, score))),
             expected=expected,
             lower=lower,

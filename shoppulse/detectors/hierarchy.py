@@ -142,4 +142,5 @@ class Pool:
         direction = 1 if total > 0 else -1
         anomalous = verdict.anomalous and direction not in self.carried
         self.carried = set()
-        return dataclasses.replace(verdict, anomalous=anomalous, contributors=contributors)
+        return dataclasses.replace(verdict, anomalous=anomalous, contributors=contributors,
+                                   alarming=anomalous and verdict.alarm_now)

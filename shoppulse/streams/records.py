@@ -74,6 +74,16 @@ class Verdict(_JsonRecord):
     contributors: list[dict[str, Any]] = field(default_factory=list)
     """Children that drive a parent's deviation, largest share first (at most three):
     ``{"labels": {...}, "expected": x, "actual": y, "share": 0..1}``."""
+    alarming: bool | None = None
+    """The alarm without its cooldown: the detector's evidence is still above its release
+    level in this window (``None``: not told, :attr:`anomalous` stands for it)."""
+
+    @property
+    def alarm_now(self) -> bool:
+        """What an alert holds on: the episode (``anomalous``) lasts a cooldown (15 min by
+        default) past the evidence, so that one incident raises one episode; a responder
+        asks whether the evidence is there now."""
+        return self.anomalous if self.alarming is None else self.alarming
 
     @property
     def inside_band(self) -> bool:
