@@ -58,7 +58,8 @@ def test_demo_shows_metrics_and_ctrl_c_stops_everything(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert b"shoppulse status" in r.read()  # the status page
         started |= _children(demo.pid)
-        assert len(started) >= 3, f"broker, worker and simulator expected, got {started}"
+        # the simulator is a thread of the demo (one stream from history into live traffic)
+        assert len(started) >= 2, f"broker and worker expected, got {started}"
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
         assert demo.wait(60) == 0
         time.sleep(0.5)
