@@ -44,6 +44,7 @@ pytestmark = pytest.mark.drill
 def test_every_scenario_of_the_plan_is_detected_handled_and_recovers(tmp_path):
     # ~5 min on this 2-core machine when it is otherwise idle; generous bounds for a loaded one
     rc, result, log = drill(tmp_path, "--all", "--timeout", "20m", timeout=1300)
+    (tmp_path / "drill-result.json").write_text(json.dumps(result, indent=1))  # the figures
     failed = {k: v for k, v in result.get("drills", {}).items() if not v["passed"]}
     assert rc == 0 and not failed and len(result["drills"]) == 11, (failed, log[-6000:])
     for name, r in result["drills"].items():
