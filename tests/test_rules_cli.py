@@ -52,7 +52,7 @@ def test_rules_test_fails_on_a_notification_difference(tmp_path):
     # and drop the pager's resolve of gmv_overall: three differences, all reported
     bad = tmp_path / "bad.yaml"
     gmv_resolve = ("      - {receiver: pager, group: {alertname: HeadlineAnomaly, metric: "
-                   "gmv_overall, severity: critical},\n         at: 10m, firing: 0, resolved: 1}\n")
+                   "gmv_overall, severity: critical},\n         at: 11m, firing: 0, resolved: 1}\n")
     assert gmv_resolve in text
     bad.write_text(text.replace("at: 270s, firing: 2", "at: 240s, firing: 1")
                    .replace(gmv_resolve, ""))
@@ -61,7 +61,7 @@ def test_rules_test_fails_on_a_notification_difference(tmp_path):
     assert "at 270s, expected 240s" in res.output
     assert "firing is 2, expected 1" in res.output
     assert ("unexpected notification: pager {'alertname': 'HeadlineAnomaly', 'metric': "
-            "'gmv_overall', 'severity': 'critical'} at 600s firing=0 resolved=1") in res.output
+            "'gmv_overall', 'severity': 'critical'} at 660s firing=0 resolved=1") in res.output
     assert "1 passed, 1 failed" in res.output
 
 
