@@ -128,3 +128,28 @@ def test_a_hierarchy_is_routed_to_one_place_children_first() -> None:
     assert names.index("conversion_overall") > max(
         i for i, n in enumerate(names) if n == "conversion")
     assert len({part for part, p in routed if p.metric.startswith("conversion")}) == 1
+
+
+def test_a_child_in_its_cooldown_keeps_the_incident_it_carried() -> None:
+    """Bots on ads: the ads child carries the sessions surge, then the bots leave. The ads
+    child's alarm lasts its cooldown while a window of it falls just below expected; the
+    parent's evidence of the same surge is still fading. Judged on this window's sign, the
+    parent took the incident back as a new alarm (a critical `HeadlineAnomaly` on
+    `sessions_started_overall` after the incident's end, value inside its band); judged on
+    the child's run, as the parent's direction is, the child still carries it."""
+    from shoppulse.detectors.hierarchy import Pool
+
+    def v(exp: float, val: float, anomalous: bool) -> Verdict:
+        return Verdict(0.9, exp, None, None, anomalous, False, value=val)
+
+    pool = Pool()
+    for _ in range(6):  # the surge: ads at 4x, carried by the child
+        pool.child({"channel": "ads"}, v(30.0, 120.0, True))
+        pool.child({"channel": "search"}, v(60.0, 61.0, False))
+        assert not pool.parent(v(90.0, 181.0, True)).anomalous
+    # over: ads a little below expected, its episode in its cooldown; the parent's too
+    pool.child({"channel": "ads"}, v(30.0, 27.0, True))
+    pool.child({"channel": "search"}, v(60.0, 60.0, False))
+    after = pool.parent(v(90.0, 87.0, True))
+    assert not after.anomalous and not after.alarm_now
+    assert after.contributors[0]["labels"] == {"channel": "ads"}

@@ -19,8 +19,8 @@ them (``{"channel": "email"}`` over every platform), when the deviation concentr
 there — whose deviation points the same way as the run's total, each with its share of
 that direction's deviation (largest first, top three; ``expected``/``actual`` of the last
 window in the child's units, ``None`` for a group of several children). If a child is
-alarming in this window in the same direction, the parent's ``anomalous`` is cleared: the
-child carries the incident and the parent only names it.
+alarming in this window and its run of deviations points the same way, the parent's
+``anomalous`` is cleared: the child carries the incident and the parent only names it.
 
 Where it runs: the detect stage is keyed by series, so a parent and its children may be
 judged on different partitions. The pooling therefore runs where all children of a
@@ -98,8 +98,11 @@ class Pool:
         row = self.run.setdefault(key, [dict(labels), 0.0, None, None])
         row[1] = RUN_DECAY * row[1] + dev
         row[2], row[3] = verdict.expected, verdict.value
-        if verdict.anomalous and dev != 0.0:
-            self.carried.add(1 if dev > 0 else -1)
+        if verdict.anomalous and row[1] != 0.0:
+            # the direction of its run, as the parent's is judged: one window of a child
+            # back below expected (its alarm's cooldown, after the incident) does not hand
+            # the incident's fading evidence back to the parent as a new alarm
+            self.carried.add(1 if row[1] > 0 else -1)
 
     def contributors(self) -> list[dict[str, Any]]:
         """Children (or one dimension's value across them) driving the run's deviation,
