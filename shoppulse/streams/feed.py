@@ -22,9 +22,9 @@ from shoppulse.streams.simulator import SimEvent, Simulator
 
 
 class Feed(threading.Thread):
-    """Produces ``sim``'s events up to each of ``ends`` (event times) in turn, segment ``i``
-    once :meth:`release` d (the first at once) and paced at ``speeds[i]`` x the wall clock
-    (0: as fast as the broker takes them). ``error`` holds what stopped it early."""
+    """Produces ``sim``'s events up to each of ``ends`` (event times) in turn: segment ``i``
+    once it is released (:meth:`release`; the first at once), paced at ``speeds[i]`` x the
+    wall clock (0: as fast as the broker takes them). ``error`` holds what stopped it."""
 
     def __init__(self, config: Config, bootstrap: str, sim: Simulator, ends: Sequence[float],
                  speeds: Sequence[float] | None = None) -> None:

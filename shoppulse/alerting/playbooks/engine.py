@@ -344,7 +344,9 @@ class Engine:
                 continue  # judged already (a replayed verdict)
             book = self.playbooks[run.playbook]
             if self._back(run) and run.inside < book.evaluate.windows:
-                steps.append(self._recover_cleared(run, now, warming_up=True))
+                # back on its alert's resolve: no verdicts of its own, or no band yet
+                steps.append(self._recover_cleared(
+                    run, now, warming_up=bool(run.context.get("warming_up"))))
             elif self._back(run):
                 run.outcome, run.recovered_at = "recovered", verdict.window_end
                 steps.append(self.record(
