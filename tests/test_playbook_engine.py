@@ -320,3 +320,23 @@ def test_one_incident_one_run_recovered_when_every_alert_of_it_is_back() -> None
     assert all(not k.endswith(("s-ads", "ctr-ads", "impr")) for k in eng.open_runs)
     # the member's alert fires again after the run closed: replayed, it starts nothing
     assert eng.on_alert(ctr, now=400.0) == ([], [])
+
+
+def test_one_run_whichever_alert_of_the_incident_comes_first() -> None:
+    """The more specific alert first (impressions on ads and web), then sessions on ads:
+    it names fewer dimensions, each with the run's value, and joins. Sessions on search, or
+    a site-wide alert naming no dimension, are other incidents."""
+    bots = book(name="bots", trigger=['alertname=~"SessionsHigh|ImprHigh"'])
+    eng = Engine({"bots": bots})
+    steps, _ = eng.on_alert(_firing("impr", "ImprHigh", {"metric": "impressions",
+                                                         "channel": "ads", "platform": "web"}),
+                            now=100.0)
+    run_id = steps[0].run_id
+    s_ads = _firing("s-ads", "SessionsHigh", {"metric": "sessions", "channel": "ads"})
+    assert [(s.run_id, s.status) for s in eng.on_alert(s_ads, now=110.0)[0]] == [
+        (run_id, "attached")]
+    s_search = _firing("s-search", "SessionsHigh", {"metric": "sessions", "channel": "search"})
+    assert eng.on_alert(s_search, now=120.0)[0][0].status == "started"
+    site = _firing("s-all", "SessionsHigh", {"metric": "sessions_overall"})
+    assert eng.on_alert(site, now=130.0)[0][0].status == "started"
+    assert len(eng.active()) == 3

@@ -194,7 +194,7 @@ class Engine:
                 continue  # a replayed alert: this episode already has its run
             if self._joined(book.name, alert):
                 continue  # a replayed alert that a run, since closed, took in
-            if (source := self._explaining([book.name], labels)) is not None:
+            if (source := self._explaining([book.name], labels, joining=True)) is not None:
                 steps.append(self._join(source, alert, now))
                 continue
             run = Run(run_id=run_id, playbook=book.name, fingerprint=alert.fingerprint,
@@ -208,18 +208,25 @@ class Engine:
             calls += c
         return steps, calls
 
-    def _explaining(self, names: list[str], labels: dict[str, str]) -> Run | None:
+    def _explaining(self, names: list[str], labels: dict[str, str], *, joining: bool = False
+                    ) -> Run | None:
         """An open run of one of ``names`` that explains an alert with these match labels,
         as Alertmanager's inhibition: the run's alert is still firing (not resolved), and
         the new alert names every dimension the run's alert names with the same value
         (``equal``, on the ``where_`` labels: bots on ads explain a site-wide bounce whose top
         contributor is ads; not search's bounce, nor a site-wide drop naming no channel).
-        Another playbook's run inhibits the alert; the same playbook's run takes it in."""
+        Another playbook's run inhibits the alert; the same playbook's run takes it in
+        (``joining``), also the other way round: an alert naming fewer dimensions, at least
+        one, each with the run's value (impressions on ads and web first, then sessions on
+        ads), so one incident is one run whichever of its alerts comes first."""
         for run in self.active():
             if run.playbook not in names or run.cleared_at is not None:
                 continue
             theirs = where_labels(run.labels, run.alert.get("contributors") or [])
             if all(labels.get(k) == v for k, v in theirs.items()):
+                return run
+            ours = {k: v for k, v in labels.items() if k.startswith("where_")}
+            if joining and ours and all(theirs.get(k) == v for k, v in ours.items()):
                 return run
         return None
 
