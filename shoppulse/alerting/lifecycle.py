@@ -17,8 +17,8 @@ One :class:`AlertState` per fingerprint, advanced by :func:`advance` with one
   points or verdicts after a crash changes nothing.
 * a sample may judge an active (pending or firing) alert differently from an inactive
   one (:attr:`~shoppulse.alerting.rules.Sample.holds`): an anomaly alert starts on the
-  detector's episode but lasts while the value is outside its band, so it never resolves
-  with the value still far off, whatever the detector's episode does.
+  detector's evidence and lasts while that evidence is there or the value is outside its
+  band, so it never resolves with the value still far off.
 
 Transitions are named, not built into records here; :mod:`shoppulse.alerting.engine`
 turns them into :class:`~shoppulse.streams.records.Alert` records.

@@ -297,11 +297,10 @@ class Engine:
         with no verdicts to read (an absence; a series still warming up), its alert
         resolved."""
         n = self.playbooks[run.playbook].evaluate.windows
-        first = run.inside >= n or (run.cleared_at is not None and (
-            not run.reads_verdicts or run.context.get("warming_up", False)))
-        return first and all(
-            m["inside"] >= n or (m["cleared_at"] is not None and not m["series"])
-            or m.get("warming_up", False) for m in run.members.values())
+        return _is_back(run.inside, n, run.cleared_at, run.reads_verdicts,
+                        run.context.get("warming_up", False)) and all(
+            _is_back(m["inside"], n, m["cleared_at"], bool(m["series"]),
+                     m.get("warming_up", False)) for m in run.members.values())
 
     def _recover_cleared(self, run: Run, now: float, at: float | None = None, **why: Any
                          ) -> PlaybookStep:
@@ -324,15 +323,10 @@ class Engine:
             counted = False
             if run.series == key and verdict.window_start > run.last_window:
                 counted = True
-                if (verdict.warming_up and run.cleared_at is not None
-                        and verdict.window_end >= run.cleared_at):
-                    # no band to judge yet (a series the detector is still learning, e.g. a
-                    # carrier's first half hour): the rule's own resolve, reached on this
-                    # clock, is the evidence there is, rather than a run that waits hours
-                    # to escalate
+                run.inside, warm = _count(run.inside, run.cleared_at, verdict)
+                if warm:
                     run.context["warming_up"] = True
                 run.last_window = verdict.window_start
-                run.inside = run.inside + 1 if verdict.inside_band else 0
                 # what the responder asks of a run that does not recover: where is it?
                 run.context["last_verdict"] = {
                     "window_start": verdict.window_start, "value": verdict.value,
@@ -343,9 +337,8 @@ class Engine:
                     continue
                 counted = True
                 m["last_window"] = verdict.window_start
-                m["inside"] = m["inside"] + 1 if verdict.inside_band else 0
-                if (verdict.warming_up and m["cleared_at"] is not None
-                        and verdict.window_end >= m["cleared_at"]):
+                m["inside"], warm = _count(m["inside"], m["cleared_at"], verdict)
+                if warm:
                     m["warming_up"] = True
             if not counted:
                 continue  # judged already (a replayed verdict)
@@ -559,6 +552,23 @@ def where_labels(labels: dict[str, str], contributors: list[dict[str, Any]]
         for dim, value in (contributors[0].get("labels") or {}).items():
             where.setdefault(dim, str(value))
     return {f"where_{k}": v for k, v in where.items()}
+
+
+def _count(inside: int, cleared_at: float | None, verdict: Verdict) -> tuple[int, bool]:
+    """One more judged window of a watched series: its run of windows inside the band, and
+    whether it has no band yet while its alert has resolved. (A series the detector is still
+    learning, e.g. a carrier's first half hour: the rule's own resolve, reached on this
+    clock, is the evidence there is, rather than a run that waits hours to escalate.)"""
+    warm = (verdict.warming_up and cleared_at is not None
+            and verdict.window_end >= cleared_at)
+    return (inside + 1 if verdict.inside_band else 0), warm
+
+
+def _is_back(inside: int, windows: int, cleared_at: float | None, reads_verdicts: bool,
+             warming_up: bool) -> bool:
+    """One alert of a run is back: its series inside the band for ``windows``, or its alert
+    resolved with no verdicts to read (an absence) or no band yet (warming up)."""
+    return inside >= windows or (cleared_at is not None and (not reads_verdicts or warming_up))
 
 
 def alert_series(alert: Alert) -> str:
